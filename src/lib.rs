@@ -1,0 +1,39 @@
+//! secmail runs a software project's security@ mailbox: every report becomes a
+//! case, the reporter is acknowledged at once, and the team is told.
+//!
+//! # Layout
+//! Edges (side effects) around a pure core that decides.
+//!
+//! Edges:
+//! - [`config`]: TOML in two stages (raw, then validated), secret files.
+//! - [`store`]: SQLite (WAL): cases, messages, events, deadlines, the outbox.
+//! - [`source`]: where mail comes from: [`source::imap`] (IDLE or polling) and
+//!   [`source::maildir`].
+//! - [`transport`]: where mail goes: SMTP or a directory of `.eml` files.
+//! - [`tls`]: rustls client configs (built-in roots plus an optional CA file).
+//! - [`daemon`]: the tasks (inbox, outbox sender) and the per-message pipeline.
+//! - [`cli`]: the subcommands other than `run`.
+//!
+//! Core (pure: values and `now` in, decisions out):
+//! - [`mail`]: parse raw bytes into what the rules need; spot automatic mail.
+//! - [`case`]: case ids, states, and what a message gets ([`case::Action`]).
+//! - [`deadline`]: when promises fall due.
+//! - [`compose`]: the outgoing messages (ack, team notification).
+//! - [`spam`]: subject heuristics and upstream spam signals.
+//! - [`crypto`]: OpenPGP over bytes and keys.
+//! - [`clock`]: time as an input.
+
+pub mod case;
+pub mod cli;
+pub mod clock;
+pub mod compose;
+pub mod config;
+pub mod crypto;
+pub mod daemon;
+pub mod deadline;
+pub mod mail;
+pub mod source;
+pub mod spam;
+pub mod store;
+pub mod tls;
+pub mod transport;

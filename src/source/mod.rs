@@ -1,0 +1,37 @@
+//! Sources: where incoming mail comes from (SPEC §3). Each source owns its own
+//! connection, retry and watch loop, hands every message's raw bytes to a
+//! [`Handler`], and only after the handler says the effects are committed moves the
+//! message on (`processed_folder` / `quarantine_folder`, or Maildir `cur/`).
+//! Nothing is ever deleted.
+
+pub mod imap;
+pub mod maildir;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+/// What the pipeline decided for a message whose effects are now committed; the
+/// source files it accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Processed (new case, appended, ignored as automatic, ...): file as processed.
+    Processed,
+    /// Held as spam: file into the quarantine folder.
+    Quarantine,
+}
+
+/// The receive pipeline as a source sees it: raw bytes in, disposition out. An
+/// `Err` means nothing was committed; the source leaves the message where it is
+/// and offers it again later.
+pub type Handler = Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, anyhow::Result<Disposition>> + Send + Sync>;
+
+/// Backoff after a failed connection or iteration: 1 s doubling to 64 s
+/// (mini-redis's accept loop).
+pub const BACKOFF_START: std::time::Duration = std::time::Duration::from_secs(1);
+pub const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(64);
+
+/// The next backoff step.
+pub fn next_backoff(cur: std::time::Duration) -> std::time::Duration {
+    (cur * 2).min(BACKOFF_MAX)
+}
