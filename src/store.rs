@@ -1,1 +1,653 @@
-//! (in progress)
+//! The store: one SQLite database (WAL, foreign keys on) holding cases, messages
+//! as received, events, deadlines, the durable outbox and per-folder IMAP state.
+//!
+//! Side effects: file I/O on the database. Blocking calls run on tokio's blocking
+//! pool via [`Store::call`]; the per-message pipeline runs inside one transaction.
+//! Schema: `tables.sql` is version 1; later versions append to [`MIGRATIONS`],
+//! keyed on `PRAGMA user_version` (chatmail/core's ladder).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The append-only migration ladder: entry `i` takes the schema from version `i`
+/// to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("tables.sql")];
+
+/// How long a writer waits for a lock held by another process (the CLI) before
+/// failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A handle on the database, cheap to clone; one connection behind a mutex
+/// (SQLite serialises writers anyway, and the daemon's writes are small).
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// Format a time the way every column stores it: RFC 3339, UTC, milliseconds,
+/// so that text order is time order.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parse a stored time.
+pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("bad timestamp in database: {s:?}"))?
+        .with_timezone(&Utc))
+}
+
+fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path` and migrate it.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+        }
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        Self::setup(conn)
+    }
+
+    /// A throwaway database (tests).
+    pub fn open_in_memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Store> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut conn)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Run `f` on the connection off the async threads.
+    pub async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c)
+        })
+        .await
+        .context("store task panicked")?
+    }
+
+    /// Run `f` on the connection on this thread (CLI, tests).
+    pub fn call_sync<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R>) -> Result<R> {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    }
+
+    /// The UIDVALIDITY and highest processed UID recorded for an IMAP folder.
+    pub async fn imap_sync(&self, folder: &str) -> Result<Option<(u32, u32)>> {
+        let folder = folder.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT uidvalidity, last_uid FROM imap_sync WHERE folder = ?1",
+                [folder],
+                |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Record the UIDVALIDITY and highest processed UID of an IMAP folder.
+    pub async fn set_imap_sync(&self, folder: &str, uidvalidity: u32, last_uid: u32) -> Result<()> {
+        let folder = folder.to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO imap_sync (folder, uidvalidity, last_uid) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(folder) DO UPDATE SET uidvalidity = ?2, last_uid = ?3",
+                params![folder, uidvalidity, last_uid],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A consistent online copy of the database at `dest` (SQLite backup API).
+    pub fn backup(&self, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            anyhow::bail!("{} already exists; refusing to overwrite", dest.display());
+        }
+        self.call_sync(|c| {
+            c.backup(rusqlite::MAIN_DB, dest, None)
+                .with_context(|| format!("writing backup to {}", dest.display()))
+        })?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))?;
+        Ok(())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        anyhow::bail!(
+            "database schema version {version} is newer than this secmail knows ({}); upgrade secmail",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).with_context(|| format!("migration to schema {}", i + 1))?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "database migrated");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- rows
+
+/// A case as listed and decided upon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseRow {
+    pub id: i64,
+    pub state: String,
+    pub severity: Option<String>,
+    pub handler: Option<String>,
+    pub reporter: String,
+    pub subject: String,
+    pub opened_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub first_response_at: Option<DateTime<Utc>>,
+    pub last_team_response_at: Option<DateTime<Utc>>,
+    pub encrypted: bool,
+}
+
+const CASE_COLS: &str = "id, state, severity, handler, reporter, subject, opened_at, acknowledged_at, \
+     first_response_at, last_team_response_at, encrypted";
+
+fn case_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(CaseRow, [Option<String>; 4])> {
+    Ok((
+        CaseRow {
+            id: r.get(0)?,
+            state: r.get(1)?,
+            severity: r.get(2)?,
+            handler: r.get(3)?,
+            reporter: r.get(4)?,
+            subject: r.get(5)?,
+            opened_at: Utc::now(),
+            acknowledged_at: None,
+            first_response_at: None,
+            last_team_response_at: None,
+            encrypted: r.get(10)?,
+        },
+        [r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+    ))
+}
+
+fn finish_case((mut c, t): (CaseRow, [Option<String>; 4])) -> Result<CaseRow> {
+    let [opened, ack, first, last] = t;
+    c.opened_at = parse_ts(opened.as_deref().unwrap_or_default())?;
+    c.acknowledged_at = opt_ts(ack)?;
+    c.first_response_at = opt_ts(first)?;
+    c.last_team_response_at = opt_ts(last)?;
+    Ok(c)
+}
+
+/// One case by number.
+pub fn get_case(c: &Connection, id: i64) -> Result<Option<CaseRow>> {
+    let row = c
+        .query_row(&format!("SELECT {CASE_COLS} FROM cases WHERE id = ?1"), [id], case_from_row)
+        .optional()?;
+    row.map(finish_case).transpose()
+}
+
+/// All cases, or only those not in a final state.
+pub fn list_cases(c: &Connection, all: bool) -> Result<Vec<CaseRow>> {
+    let filter = if all {
+        ""
+    } else {
+        "WHERE state NOT IN ('closed', 'disclosed', 'not-security', 'duplicate')"
+    };
+    let mut st = c.prepare(&format!("SELECT {CASE_COLS} FROM cases {filter} ORDER BY id"))?;
+    let rows = st.query_map([], case_from_row)?;
+    rows.map(|r| finish_case(r?)).collect()
+}
+
+/// The case that any of these Message-IDs belongs to (incoming or our own).
+pub fn case_for_message_ids(c: &Connection, ids: &[String]) -> Result<Option<i64>> {
+    let mut st = c.prepare_cached(
+        "SELECT case_id FROM messages WHERE message_id = ?1 AND case_id IS NOT NULL LIMIT 1",
+    )?;
+    // Most recent reference first (RFC 5322 §3.6.4: References ends with the parent).
+    for id in ids.iter().rev() {
+        if let Some(case) = st.query_row([id], |r| r.get::<_, i64>(0)).optional()? {
+            return Ok(Some(case));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether a message with this dedupe key was already stored.
+pub fn message_seen(c: &Connection, direction: &str, dedupe_key: &str) -> Result<bool> {
+    Ok(c
+        .query_row(
+            "SELECT 1 FROM messages WHERE direction = ?1 AND dedupe_key = ?2",
+            params![direction, dedupe_key],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// A new case; returns its number.
+pub fn insert_case(c: &Connection, reporter: &str, subject: &str, encrypted: bool, now: DateTime<Utc>) -> Result<i64> {
+    c.execute(
+        "INSERT INTO cases (state, reporter, subject, opened_at, encrypted) VALUES ('new', ?1, ?2, ?3, ?4)",
+        params![reporter, subject, ts(now), encrypted],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// A message to store (either direction).
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub case_id: Option<i64>,
+    pub direction: &'a str,
+    pub message_id: &'a str,
+    pub dedupe_key: &'a str,
+    pub from: Option<&'a str>,
+    pub date: Option<DateTime<Utc>>,
+    pub subject: Option<&'a str>,
+    pub encrypted: bool,
+    pub signature: &'a str,
+    pub flags: &'a str,
+    pub raw: &'a [u8],
+}
+
+/// Store a message; returns its row id.
+pub fn insert_message(c: &Connection, m: &NewMessage<'_>, now: DateTime<Utc>) -> Result<i64> {
+    c.execute(
+        "INSERT INTO messages (case_id, direction, message_id, dedupe_key, from_addr, date, subject,
+                               encrypted, signature, flags, raw, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            m.case_id,
+            m.direction,
+            m.message_id,
+            m.dedupe_key,
+            m.from,
+            m.date.map(ts),
+            m.subject,
+            m.encrypted,
+            m.signature,
+            m.flags,
+            m.raw,
+            ts(now)
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+/// Append an event to a case's timeline.
+pub fn add_event(c: &Connection, case_id: i64, at: DateTime<Utc>, kind: &str, actor: Option<&str>, detail: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO events (case_id, at, kind, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![case_id, ts(at), kind, actor, detail],
+    )?;
+    Ok(())
+}
+
+/// Add a deadline (idempotent for the same kind and due time).
+pub fn add_deadline(c: &Connection, case_id: i64, kind: &str, due: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO deadlines (case_id, kind, due_at) VALUES (?1, ?2, ?3)",
+        params![case_id, kind, ts(due)],
+    )?;
+    Ok(())
+}
+
+/// Mark the open deadlines of `kind` on a case met.
+pub fn meet_deadlines(c: &Connection, case_id: i64, kind: &str, at: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "UPDATE deadlines SET met_at = ?3 WHERE case_id = ?1 AND kind = ?2 AND met_at IS NULL",
+        params![case_id, kind, ts(at)],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadlineRow {
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    pub met_at: Option<DateTime<Utc>>,
+}
+
+pub fn deadlines(c: &Connection, case_id: i64) -> Result<Vec<DeadlineRow>> {
+    let mut st = c.prepare("SELECT kind, due_at, met_at FROM deadlines WHERE case_id = ?1 ORDER BY due_at, id")?;
+    let rows = st.query_map([case_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+    })?;
+    rows.map(|r| {
+        let (kind, due, met) = r?;
+        Ok(DeadlineRow { kind, due_at: parse_ts(&due)?, met_at: opt_ts(met)? })
+    })
+    .collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationRow {
+    pub kind: String,
+    pub to: Vec<String>,
+    pub at: DateTime<Utc>,
+}
+
+pub fn escalations(c: &Connection, case_id: i64) -> Result<Vec<EscalationRow>> {
+    let mut st = c.prepare("SELECT kind, recipients, at FROM escalations WHERE case_id = ?1 ORDER BY at, id")?;
+    let rows = st.query_map([case_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    rows.map(|r| {
+        let (kind, to, at) = r?;
+        Ok(EscalationRow { kind, to: serde_json::from_str(&to)?, at: parse_ts(&at)? })
+    })
+    .collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub actor: Option<String>,
+    pub detail: String,
+}
+
+pub fn events(c: &Connection, case_id: i64) -> Result<Vec<EventRow>> {
+    let mut st = c.prepare("SELECT at, kind, actor, detail FROM events WHERE case_id = ?1 ORDER BY id")?;
+    let rows = st.query_map([case_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    rows.map(|r| {
+        let (at, kind, actor, detail) = r?;
+        Ok(EventRow { at: parse_ts(&at)?, kind, actor, detail })
+    })
+    .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub message_id: String,
+    pub direction: String,
+    pub from: Option<String>,
+    pub date: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub encrypted: bool,
+    pub signature: String,
+    pub flags: String,
+    pub raw: Vec<u8>,
+}
+
+pub fn messages(c: &Connection, case_id: i64) -> Result<Vec<MessageRow>> {
+    let mut st = c.prepare(
+        "SELECT message_id, direction, from_addr, date, received_at, encrypted, signature, flags, raw
+         FROM messages WHERE case_id = ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([case_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, bool>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, Vec<u8>>(8)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (message_id, direction, from, date, received, encrypted, signature, flags, raw) = r?;
+        Ok(MessageRow {
+            message_id,
+            direction,
+            from,
+            date: opt_ts(date)?,
+            received_at: parse_ts(&received)?,
+            encrypted,
+            signature,
+            flags,
+            raw,
+        })
+    })
+    .collect()
+}
+
+pub fn message_count(c: &Connection, case_id: i64) -> Result<i64> {
+    Ok(c.query_row("SELECT count(*) FROM messages WHERE case_id = ?1", [case_id], |r| r.get(0))?)
+}
+
+// ---------------------------------------------------------------- outbox
+
+/// A mail to queue. `decision` names the decision that caused it, unique: queuing
+/// the same decision twice is a no-op.
+#[derive(Debug, Clone)]
+pub struct OutMail {
+    pub case_id: Option<i64>,
+    pub decision: String,
+    pub kind: String,
+    pub message_id: String,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+/// Queue a mail; `false` if that decision was already queued.
+pub fn enqueue(c: &Connection, m: &OutMail, now: DateTime<Utc>) -> Result<bool> {
+    let n = c.execute(
+        "INSERT OR IGNORE INTO outbox (case_id, decision, kind, message_id, envelope_from, recipients, raw,
+                                       created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![
+            m.case_id,
+            m.decision,
+            m.kind,
+            m.message_id,
+            m.envelope_from,
+            serde_json::to_string(&m.recipients)?,
+            m.raw,
+            ts(now)
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// A queued mail waiting to be sent.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub case_id: Option<i64>,
+    pub kind: String,
+    pub message_id: String,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Mails due for a (re)try at `now`, oldest first.
+pub fn outbox_due(c: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxRow>> {
+    let mut st = c.prepare(
+        "SELECT id, case_id, kind, message_id, envelope_from, recipients, raw, attempts, created_at
+         FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at, id LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![ts(now), limit as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Vec<u8>>(6)?,
+            r.get::<_, u32>(7)?,
+            r.get::<_, String>(8)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (id, case_id, kind, message_id, envelope_from, rcpts, raw, attempts, created) = r?;
+        Ok(OutboxRow {
+            id,
+            case_id,
+            kind,
+            message_id,
+            envelope_from,
+            recipients: serde_json::from_str(&rcpts)?,
+            raw,
+            attempts,
+            created_at: parse_ts(&created)?,
+        })
+    })
+    .collect()
+}
+
+/// When the next queued mail is due, if any.
+pub fn outbox_next_due(c: &Connection) -> Result<Option<DateTime<Utc>>> {
+    let s: Option<String> = c.query_row(
+        "SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    opt_ts(s)
+}
+
+pub fn outbox_sent(c: &Connection, id: i64, now: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+        params![id, ts(now)],
+    )?;
+    Ok(())
+}
+
+pub fn outbox_retry(c: &Connection, id: i64, next: DateTime<Utc>, err: &str) -> Result<()> {
+    c.execute(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+        params![id, ts(next), err],
+    )?;
+    Ok(())
+}
+
+pub fn outbox_failed(c: &Connection, id: i64, now: DateTime<Utc>, err: &str) -> Result<()> {
+    c.execute(
+        "UPDATE outbox SET attempts = attempts + 1, failed_at = ?2, last_error = ?3 WHERE id = ?1",
+        params![id, ts(now), err],
+    )?;
+    Ok(())
+}
+
+/// Record an automatic reply to `recipient` (rate limiting).
+pub fn record_auto_reply(c: &Connection, recipient: &str, now: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "INSERT INTO auto_replies (recipient, at) VALUES (lower(?1), ?2)",
+        params![recipient, ts(now)],
+    )?;
+    Ok(())
+}
+
+/// Automatic replies to `recipient` at or after `since`.
+pub fn auto_replies_since(c: &Connection, recipient: &str, since: DateTime<Utc>) -> Result<u32> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM auto_replies WHERE recipient = lower(?1) AND at >= ?2",
+        params![recipient, ts(since)],
+        |r| r.get(0),
+    )?)
+}
+
+/// Set a case's state.
+pub fn set_case_state(c: &Connection, id: i64, state: &str) -> Result<()> {
+    c.execute("UPDATE cases SET state = ?2 WHERE id = ?1", params![id, state])?;
+    Ok(())
+}
+
+/// The ack for a case went out: record when, and move `new` to `acknowledged`.
+pub fn case_acknowledged(c: &Connection, id: i64, at: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "UPDATE cases SET acknowledged_at = coalesce(acknowledged_at, ?2),
+                          state = CASE state WHEN 'new' THEN 'acknowledged' ELSE state END
+         WHERE id = ?1",
+        params![id, ts(at)],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_and_cases_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("db.sqlite");
+        let now = parse_ts("2026-01-02T03:04:05.000Z").unwrap();
+        {
+            let s = Store::open(&p).unwrap();
+            s.call_sync(|c| {
+                let id = insert_case(c, "r@example.org", "XSS", false, now)?;
+                assert_eq!(id, 1);
+                Ok(())
+            })
+            .unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        let case = s.call_sync(|c| get_case(c, 1)).unwrap().unwrap();
+        assert_eq!(case.state, "new");
+        assert_eq!(case.opened_at, now);
+    }
+
+    #[test]
+    fn a_decision_queues_one_mail() {
+        let s = Store::open_in_memory().unwrap();
+        let now = Utc::now();
+        let m = OutMail {
+            case_id: None,
+            decision: "ack:1".into(),
+            kind: "ack".into(),
+            message_id: "<a@b>".into(),
+            envelope_from: "s@example.org".into(),
+            recipients: vec!["r@example.org".into()],
+            raw: b"x".to_vec(),
+        };
+        s.call_sync(|c| {
+            assert!(enqueue(c, &m, now)?);
+            assert!(!enqueue(c, &m, now)?);
+            assert_eq!(outbox_due(c, now, 10)?.len(), 1);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn backup_refuses_to_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("a.db")).unwrap();
+        let dest = d.path().join("b.db");
+        s.backup(&dest).unwrap();
+        assert!(s.backup(&dest).is_err());
+        let copy = Store::open(&dest).unwrap();
+        assert!(copy.call_sync(|c| list_cases(c, true)).unwrap().is_empty());
+    }
+}
