@@ -1,1 +1,437 @@
-//! (in progress)
+//! Incoming mail, parsed into what the rules need (pure: bytes in, [`Parsed`] out).
+//!
+//! Parsing never fails: a message that cannot be understood still yields a
+//! [`Parsed`] with [`Parsed::malformed`] saying why, so the pipeline keeps it raw
+//! instead of losing it. Also spots automatic mail (RFC 3834 §2, RFC 3464).
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, TimeZone, Utc};
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+/// What the rules need to know about one incoming message.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    /// Message-ID without angle brackets; synthesized from the content hash when
+    /// the message has none, so threading and dedupe still work.
+    pub message_id: String,
+    /// Whether `message_id` came from the message itself.
+    pub has_message_id: bool,
+    /// In-Reply-To then References, without angle brackets, oldest first.
+    pub refs: Vec<String>,
+    /// From address, lowercased.
+    pub from: Option<String>,
+    /// From display name.
+    pub from_name: Option<String>,
+    /// Reply-To address, lowercased.
+    pub reply_to: Option<String>,
+    /// Subject as sent (outer header), empty if none.
+    pub subject: String,
+    pub date: Option<DateTime<Utc>>,
+    /// Why this is automatic mail that must never be answered (RFC 3834), if it is.
+    pub automatic: Option<String>,
+    /// Best-effort plain text of the body, for display to the team.
+    pub text: String,
+    /// Whether the message carries OpenPGP encryption (PGP/MIME or inline).
+    pub encrypted: bool,
+    /// Key that makes a second fetch of the same message a no-op: hash of the
+    /// Message-ID, From, Subject and body. A duplicate delivery (same message,
+    /// other Received/Delivered-To headers) has the same key.
+    pub dedupe_key: String,
+    /// Why the message could not be fully understood, if so.
+    pub malformed: Option<String>,
+    /// Upstream spam signals, raw header values (SPEC §5.4).
+    pub x_spam_flag: Vec<String>,
+    pub x_spam_status: Vec<String>,
+    pub authentication_results: Vec<String>,
+}
+
+impl Parsed {
+    /// Where a reply goes: Reply-To, else From (RFC 5322 §3.6.2).
+    pub fn reply_address(&self) -> Option<&str> {
+        self.reply_to.as_deref().or(self.from.as_deref())
+    }
+}
+
+/// Limits on what is parsed (SPEC §9 `[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    pub max_message_size: u64,
+    pub max_mime_depth: usize,
+    pub max_mime_parts: usize,
+}
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits { max_message_size: 50 << 20, max_mime_depth: 50, max_mime_parts: 1000 }
+    }
+}
+
+/// How much body text is kept for display.
+const MAX_TEXT_CHARS: usize = 256 * 1024;
+
+/// How many header bytes an oversize message is parsed from.
+const OVERSIZE_HEADER_BYTES: usize = 256 * 1024;
+
+/// Parse raw bytes. Never fails; see [`Parsed::malformed`].
+pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
+    let mut out = Parsed::default();
+    let oversize = raw.len() as u64 > limits.max_message_size;
+    let (head, body) = split_header_body(raw);
+    let to_parse: &[u8] = if oversize { &raw[..head.len().min(OVERSIZE_HEADER_BYTES)] } else { raw };
+
+    let parser = MessageParser::default();
+    let Some(msg) = parser.parse(to_parse) else {
+        out.malformed = Some("not an RFC 5322 message (no headers could be parsed)".into());
+        out.dedupe_key = hash(&[raw]);
+        out.message_id = format!("{}@secmail.invalid", &out.dedupe_key[..32]);
+        return out;
+    };
+
+    out.has_message_id = msg.message_id().is_some_and(|m| !m.trim().is_empty());
+    let first_addr = |a: Option<&mail_parser::Address<'_>>| {
+        a.and_then(|a| a.first())
+            .and_then(|a| a.address.as_deref())
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| s.contains('@'))
+    };
+    out.from = first_addr(msg.from());
+    out.from_name = msg
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.name.as_deref())
+        .map(str::to_string);
+    out.reply_to = first_addr(msg.reply_to());
+    out.subject = msg.subject().unwrap_or("").trim().to_string();
+    out.date = msg.date().and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single());
+    for h in [msg.in_reply_to(), msg.references()] {
+        if let Some(list) = h.as_text_list() {
+            for r in list {
+                let r = r.trim().trim_matches(['<', '>']).to_string();
+                if !r.is_empty() && !out.refs.contains(&r) {
+                    out.refs.push(r);
+                }
+            }
+        }
+    }
+    let raw_all = |name: &str| -> Vec<String> {
+        msg.headers()
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case(name))
+            .filter_map(|h| {
+                let (s, e) = (h.offset_start() as usize, h.offset_end() as usize);
+                to_parse.get(s..e).map(|v| unfold(&String::from_utf8_lossy(v)))
+            })
+            .collect()
+    };
+    out.x_spam_flag = raw_all("X-Spam-Flag");
+    out.x_spam_status = raw_all("X-Spam-Status");
+    out.authentication_results = raw_all("Authentication-Results");
+
+    out.automatic = automatic_reason(&msg, &out, &raw_all);
+
+    let ct = msg.root_part().content_type();
+    let is_pgp_mime = ct.is_some_and(|c| {
+        c.ctype().eq_ignore_ascii_case("multipart")
+            && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
+    });
+    out.encrypted = is_pgp_mime || contains(body, b"-----BEGIN PGP MESSAGE-----");
+
+    let mut problems: Vec<String> = Vec::new();
+    if oversize {
+        problems.push(format!(
+            "message is {} bytes, over limits.max_message_size ({}); kept raw, body not parsed",
+            raw.len(),
+            limits.max_message_size
+        ));
+    } else {
+        if msg.parts.len() > limits.max_mime_parts {
+            problems.push(format!(
+                "{} MIME parts, over limits.max_mime_parts ({}); body not shown",
+                msg.parts.len(),
+                limits.max_mime_parts
+            ));
+        } else if let Some(depth) = mime_depth(&msg).filter(|d| *d > limits.max_mime_depth) {
+            problems.push(format!(
+                "MIME nesting depth {depth}, over limits.max_mime_depth ({}); body not shown",
+                limits.max_mime_depth
+            ));
+        } else if !out.encrypted {
+            out.text = msg
+                .body_text(0)
+                .map(|t| t.into_owned())
+                .or_else(|| msg.body_html(0).map(|h| strip_tags(&h)))
+                .unwrap_or_default();
+            if out.text.chars().count() > MAX_TEXT_CHARS {
+                out.text = out.text.chars().take(MAX_TEXT_CHARS).collect();
+                out.text.push_str("\n[... truncated by secmail ...]\n");
+            }
+        }
+    }
+    if out.from.is_none() {
+        problems.push("no usable From address".into());
+    }
+    if !out.has_message_id {
+        problems.push("no Message-ID".into());
+    }
+    if !problems.is_empty() {
+        out.malformed = Some(problems.join("; "));
+    }
+
+    let mid = msg.message_id().unwrap_or("").trim().to_string();
+    out.dedupe_key = if out.has_message_id {
+        hash(&[mid.as_bytes(), b"\0", out.from.as_deref().unwrap_or("").as_bytes(), b"\0", out.subject.as_bytes(), b"\0", body])
+    } else {
+        hash(&[raw])
+    };
+    out.message_id = if out.has_message_id {
+        mid.trim_matches(['<', '>']).to_string()
+    } else {
+        format!("{}@secmail.invalid", &out.dedupe_key[..32])
+    };
+    // DSNs and other automatic mail quote the message they are about; its ids thread
+    // the bounce onto our case (RFC 3464 §2.1: text/rfc822-headers or message/rfc822).
+    if out.automatic.is_some() {
+        for id in embedded_ids(body) {
+            if !out.refs.contains(&id) {
+                out.refs.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// RFC 3834 §2 and common practice: why this message is automatic, if it is.
+fn automatic_reason(
+    msg: &mail_parser::Message<'_>,
+    p: &Parsed,
+    raw_all: &dyn Fn(&str) -> Vec<String>,
+) -> Option<String> {
+    for v in raw_all("Auto-Submitted") {
+        let v = v.trim().to_ascii_lowercase();
+        let word = v.split(';').next().unwrap_or("").trim();
+        if word != "no" {
+            return Some(format!("Auto-Submitted: {word}"));
+        }
+    }
+    for v in raw_all("Precedence") {
+        let v = v.trim().to_ascii_lowercase();
+        if matches!(v.as_str(), "bulk" | "junk" | "list" | "auto_reply") {
+            return Some(format!("Precedence: {v}"));
+        }
+    }
+    if !raw_all("List-Id").is_empty() {
+        return Some("List-Id present (mailing list)".into());
+    }
+    if !raw_all("X-Autoreply").is_empty() || !raw_all("X-Autorespond").is_empty() {
+        return Some("X-Autoreply present".into());
+    }
+    if let Some(ct) = msg.root_part().content_type() {
+        if ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+        {
+            return Some("delivery or disposition report (multipart/report)".into());
+        }
+    }
+    if let Some(rp) = raw_all("Return-Path").last() {
+        if rp.trim() == "<>" {
+            return Some("empty return path (Return-Path: <>)".into());
+        }
+    }
+    if let Some(from) = &p.from {
+        let local = from.split('@').next().unwrap_or("");
+        if matches!(
+            local,
+            "mailer-daemon" | "postmaster" | "noreply" | "no-reply" | "donotreply" | "do-not-reply" | "bounce" | "bounces"
+        ) || local.starts_with("owner-")
+            || local.ends_with("-request")
+            || local.starts_with("bounce")
+        {
+            return Some(format!("automatic sender address ({local}@...)"));
+        }
+    }
+    None
+}
+
+static SUBJECT_TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[([A-Za-z0-9]{1,16})-([0-9]{1,18})\]").expect("static regex"));
+
+/// The case number of the first `[PREFIX-n]` tag in a subject with our prefix.
+pub fn subject_tag(subject: &str, prefix: &str) -> Option<i64> {
+    SUBJECT_TAG
+        .captures_iter(subject)
+        .find(|c| c[1].eq_ignore_ascii_case(prefix))
+        .and_then(|c| c[2].parse().ok())
+}
+
+static EMBEDDED_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?mi)^(?:Message-ID|In-Reply-To|References):[ \t]*((?:<[^>\s]+>[ \t]*)+)").expect("static regex")
+});
+
+fn embedded_ids(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = Vec::new();
+    for c in EMBEDDED_ID.captures_iter(&text) {
+        for id in c[1].split_whitespace() {
+            let id = id.trim_matches(['<', '>']).to_string();
+            if !id.is_empty() && !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+fn split_header_body(raw: &[u8]) -> (&[u8], &[u8]) {
+    for sep in [&b"\r\n\r\n"[..], &b"\n\n"[..]] {
+        if let Some(i) = raw.windows(sep.len()).position(|w| w == sep) {
+            return (&raw[..i], &raw[i + sep.len()..]);
+        }
+    }
+    (raw, &[])
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The header value of a raw `Name: value` line, unfolded.
+fn unfold(line: &str) -> String {
+    let v = line.split_once(':').map(|(_, v)| v).unwrap_or(line);
+    v.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+fn mime_depth(msg: &mail_parser::Message<'_>) -> Option<usize> {
+    fn walk(msg: &mail_parser::Message<'_>, part: usize, depth: usize, seen: &mut usize) -> usize {
+        *seen += 1;
+        if *seen > 100_000 {
+            return depth;
+        }
+        match msg.parts.get(part).and_then(|p| p.sub_parts()) {
+            Some(children) => children
+                .iter()
+                .map(|c| walk(msg, *c as usize, depth + 1, seen))
+                .max()
+                .unwrap_or(depth),
+            None => depth,
+        }
+    }
+    let mut seen = 0;
+    Some(walk(msg, 0, 0, &mut seen))
+}
+
+fn strip_tags(html: &str) -> String {
+    static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<[^>]*>").expect("static regex"));
+    TAG.replace_all(html, "").into_owned()
+}
+
+/// A header value as plain text, if the parser kept it as text.
+pub fn header_text<'a>(v: &'a HeaderValue<'_>) -> Option<&'a str> {
+    v.as_text()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(raw: &str) -> Parsed {
+        parse(raw.as_bytes(), &ParseLimits::default())
+    }
+
+    const REPORT: &str = "From: Rita Reporter <Rita@Example.org>\r\nTo: security@example.org\r\n\
+Subject: Heap overflow in parser\r\nMessage-ID: <abc@example.org>\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n\r\n\
+The parser overflows.\r\n";
+
+    #[test]
+    fn plain_report() {
+        let m = p(REPORT);
+        assert_eq!(m.from.as_deref(), Some("rita@example.org"));
+        assert_eq!(m.from_name.as_deref(), Some("Rita Reporter"));
+        assert_eq!(m.subject, "Heap overflow in parser");
+        assert_eq!(m.message_id, "abc@example.org");
+        assert!(m.automatic.is_none());
+        assert!(m.malformed.is_none());
+        assert!(m.text.contains("overflows"));
+        assert!(!m.encrypted);
+    }
+
+    #[test]
+    fn duplicate_delivery_has_the_same_key() {
+        let again = format!("Received: from x by y\r\nDelivered-To: security@example.org\r\n{REPORT}");
+        assert_eq!(p(REPORT).dedupe_key, p(&again).dedupe_key);
+        let other = REPORT.replace("overflows", "underflows");
+        assert_ne!(p(REPORT).dedupe_key, p(&other).dedupe_key);
+    }
+
+    #[test]
+    fn threading_headers_and_tags() {
+        let m = p("From: a@b.c\r\nSubject: Re: [SEC-12] Heap\r\nIn-Reply-To: <x@y>\r\nReferences: <w@y> <x@y>\r\nMessage-ID: <z@y>\r\n\r\nhi\r\n");
+        assert_eq!(m.refs, vec!["x@y".to_string(), "w@y".to_string()]);
+        assert_eq!(subject_tag(&m.subject, "SEC"), Some(12));
+        assert_eq!(subject_tag("[OTHER-3] [sec-4]", "SEC"), Some(4));
+        assert_eq!(subject_tag("SEC-12 no brackets", "SEC"), None);
+    }
+
+    #[test]
+    fn automatic_mail_is_recognised() {
+        for (hdr, why) in [
+            ("Auto-Submitted: auto-replied", "Auto-Submitted"),
+            ("Precedence: bulk", "Precedence"),
+            ("List-Id: <dev.lists.example.org>", "List-Id"),
+            ("Return-Path: <>", "empty return path"),
+        ] {
+            let m = p(&format!("{hdr}\r\n{REPORT}"));
+            assert!(m.automatic.as_deref().unwrap_or("").contains(why), "{hdr}: {:?}", m.automatic);
+        }
+        assert!(p(&format!("Auto-Submitted: no\r\n{REPORT}")).automatic.is_none());
+        let daemon = REPORT.replace("Rita Reporter <Rita@Example.org>", "MAILER-DAEMON@example.org");
+        assert!(p(&daemon).automatic.is_some());
+    }
+
+    #[test]
+    fn dsn_threads_by_the_quoted_message_id() {
+        let dsn = "From: MAILER-DAEMON@mx.example.org\r\nTo: security@example.org\r\nSubject: Undelivered Mail\r\n\
+Message-ID: <dsn1@mx>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n\
+--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <ack-1@example.org>\r\nSubject: [SEC-1] Re: x\r\n--b--\r\n";
+        let m = p(dsn);
+        assert!(m.automatic.is_some());
+        assert!(m.refs.contains(&"ack-1@example.org".to_string()), "{:?}", m.refs);
+    }
+
+    #[test]
+    fn garbage_is_kept_with_a_reason() {
+        let m = parse(&[0xff, 0xfe, 0x00, 0x01], &ParseLimits::default());
+        assert!(m.malformed.is_some());
+        assert!(m.message_id.ends_with("@secmail.invalid"));
+        let m = p("Subject: no from, no id\r\n\r\nbody\r\n");
+        let why = m.malformed.unwrap();
+        assert!(why.contains("From") && why.contains("Message-ID"), "{why}");
+    }
+
+    #[test]
+    fn oversize_is_flagged_not_parsed() {
+        let big = format!("{REPORT}{}", "A".repeat(2000));
+        let m = parse(big.as_bytes(), &ParseLimits { max_message_size: 1000, ..Default::default() });
+        assert!(m.malformed.unwrap().contains("max_message_size"));
+        assert_eq!(m.from.as_deref(), Some("rita@example.org"));
+        assert!(m.text.is_empty());
+    }
+
+    #[test]
+    fn pgp_is_detected() {
+        let m = p(&REPORT.replace("The parser overflows.", "-----BEGIN PGP MESSAGE-----\r\nabc\r\n-----END PGP MESSAGE-----"));
+        assert!(m.encrypted);
+        assert!(m.text.is_empty());
+    }
+}
