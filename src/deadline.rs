@@ -1,1 +1,115 @@
-//! (in progress)
+//! Deadline arithmetic (pure): when each promise of the disclosure policy falls
+//! due, and whether it is pending, met or lapsed at a given `now` (SPEC §7).
+//! Only the 24x7 calendar exists so far; a business calendar slots in here by
+//! changing [`add`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Calendar, PolicyConfig};
+
+/// The kinds of promise, as named in the JSON (`deadlines[].kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The ack to the reporter (sent at once; this bounds outages).
+    Ack,
+    /// The first response from a human on the team.
+    FirstResponse,
+    /// The next update after each team response.
+    Update,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ack => "ack",
+            Kind::FirstResponse => "first-response",
+            Kind::Update => "update",
+        }
+    }
+}
+
+/// A deadline's state at some `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Met,
+    Lapsed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Met => "met",
+            State::Lapsed => "lapsed",
+        }
+    }
+}
+
+/// `start` plus `d` on the policy's calendar.
+pub fn add(calendar: Calendar, start: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    match calendar {
+        Calendar::AllDay => start + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
+    }
+}
+
+/// The deadlines a new case starts with.
+pub fn on_open(policy: &PolicyConfig, opened: DateTime<Utc>) -> Vec<(Kind, DateTime<Utc>)> {
+    vec![
+        (Kind::Ack, add(policy.calendar, opened, policy.ack_within)),
+        (Kind::FirstResponse, add(policy.calendar, opened, policy.first_response_within)),
+    ]
+}
+
+/// A deadline's state: met once met (even late), lapsed once `now` is past due.
+pub fn state(due: DateTime<Utc>, met: Option<DateTime<Utc>>, now: DateTime<Utc>) -> State {
+    match met {
+        Some(_) => State::Met,
+        None if now > due => State::Lapsed,
+        None => State::Pending,
+    }
+}
+
+/// States in which no deadline runs (SPEC §7).
+pub fn stops_deadlines(case_state: &str) -> bool {
+    matches!(case_state, "closed" | "disclosed" | "not-security" | "duplicate")
+}
+
+/// Human form of a duration for mail text ("2days", "48h" style from humantime).
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, FakeClock};
+
+    fn policy() -> PolicyConfig {
+        PolicyConfig {
+            ack_within: Duration::from_secs(24 * 3600),
+            first_response_within: Duration::from_secs(48 * 3600),
+            update_every: Duration::from_secs(5 * 24 * 3600),
+            remind_before: Duration::from_secs(6 * 3600),
+            re_escalate_every: Duration::from_secs(24 * 3600),
+            escalate_to: vec![],
+            calendar: Calendar::AllDay,
+        }
+    }
+
+    #[test]
+    fn first_response_lapses_after_48h() {
+        let clock = FakeClock::new("2026-11-25T10:00:00Z".parse().unwrap());
+        let opened = clock.now();
+        let d = on_open(&policy(), opened);
+        assert_eq!(d[1].0, Kind::FirstResponse);
+        assert_eq!(d[1].1, "2026-11-27T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        clock.advance(Duration::from_secs(48 * 3600));
+        assert_eq!(state(d[1].1, None, clock.now()), State::Pending);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(state(d[1].1, None, clock.now()), State::Lapsed);
+        assert_eq!(state(d[1].1, Some(clock.now()), clock.now()), State::Met);
+    }
+}
