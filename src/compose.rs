@@ -1,1 +1,257 @@
-//! (in progress)
+//! Outgoing messages (pure): the ack to the reporter and the team notifications,
+//! built as RFC 5322 bytes ready for the outbox. Values and `now` in, bytes out.
+//!
+//! Rules carried here: acks are RFC 3834 auto-replies (`Auto-Submitted:
+//! auto-replied`, In-Reply-To/References set) and never quote the report; every
+//! mail about a case carries `[SEC-n]` in its Subject; team mail carries report
+//! text only when `allow_plaintext_to_team` says so (until it can be encrypted).
+
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, Message};
+
+use crate::case::{Notice, case_id};
+use crate::config::Config;
+use crate::deadline;
+use crate::mail::Parsed;
+use crate::store::CaseRow;
+
+/// A composed mail: what the outbox needs.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    /// Message-ID without angle brackets (recorded so replies thread).
+    pub message_id: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub raw: Vec<u8>,
+}
+
+/// A fresh Message-ID on our own domain (RFC 5322 §3.6.4).
+pub fn new_message_id(mailbox_address: &str) -> String {
+    let domain = mailbox_address.rsplit_once('@').map(|(_, d)| d).unwrap_or("localhost");
+    format!("secmail.{}@{domain}", uuid::Uuid::new_v4().simple())
+}
+
+/// The `[SEC-n] ...` subject of mail about a case: the tag first, then the
+/// original subject (with `Re: ` when replying), never doubling tag or `Re:`.
+pub fn case_subject(prefix: &str, n: i64, subject: &str, reply: bool) -> String {
+    let tag = format!("[{}]", case_id(prefix, n));
+    let mut rest = subject.replace(&tag, "").split_whitespace().collect::<Vec<_>>().join(" ");
+    let re = rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("re:");
+    if rest.is_empty() {
+        rest = "your security report".into();
+    }
+    if reply && !re {
+        format!("{tag} Re: {rest}")
+    } else {
+        format!("{tag} {rest}")
+    }
+}
+
+fn header(name: &'static str, value: impl Into<String>) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value.into())
+}
+
+fn mailbox(addr: &str, name: Option<&str>) -> Result<Mailbox> {
+    let address = addr.parse().with_context(|| format!("bad address {addr:?}"))?;
+    Ok(Mailbox::new(name.map(str::to_string), address))
+}
+
+fn system_time(t: DateTime<Utc>) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(t.timestamp_millis().max(0) as u64)
+}
+
+/// Fill `{name}` placeholders; unknown ones are left as they are.
+pub fn render(template: &str, vars: &[(&str, String)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+/// The ack to the reporter of a new case (SPEC §5.5, RFC 3834 §3).
+pub fn ack(
+    cfg: &Config,
+    case: &CaseRow,
+    msg: &Parsed,
+    to: &str,
+    first_response_due: DateTime<Utc>,
+    message_id: String,
+    now: DateTime<Utc>,
+) -> Result<Composed> {
+    let prefix = &cfg.mailbox.case_prefix;
+    let subject = case_subject(prefix, case.id, &msg.subject, true);
+    let fingerprint_note = if msg.encrypted {
+        "\nYour message was encrypted; the team will read it with the team key.\n".to_string()
+    } else {
+        String::new()
+    };
+    let body = render(
+        &cfg.mailbox.ack_template_text,
+        &[
+            ("case_id", case_id(prefix, case.id)),
+            ("first_response_due", first_response_due.format("%Y-%m-%d %H:%M UTC").to_string()),
+            ("update_every", deadline::human(cfg.policy.update_every)),
+            ("team_address", cfg.mailbox.address.clone()),
+            ("fingerprint_note", fingerprint_note),
+        ],
+    );
+    let mut refs: Vec<String> = msg.refs.iter().map(|r| format!("<{r}>")).collect();
+    refs.push(format!("<{}>", msg.message_id));
+    let m = Message::builder()
+        .from(mailbox(&cfg.mailbox.address, Some(&cfg.mailbox.name))?)
+        .to(mailbox(to, None)?)
+        .subject(subject.clone())
+        .date(system_time(now))
+        .message_id(Some(format!("<{message_id}>")))
+        .in_reply_to(format!("<{}>", msg.message_id))
+        .references(refs.join(" "))
+        .raw_header(header("Auto-Submitted", "auto-replied"))
+        .raw_header(header("X-Auto-Response-Suppress", "All"))
+        .raw_header(header("X-Secmail-Case", case_id(prefix, case.id)))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .context("building the ack")?;
+    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw: m.formatted() })
+}
+
+/// A notification to one team member about a message on a case.
+pub fn team_notice(
+    cfg: &Config,
+    case: &CaseRow,
+    msg: &Parsed,
+    notice: &Notice,
+    member: &str,
+    message_id: String,
+    now: DateTime<Utc>,
+) -> Result<Composed> {
+    let prefix = &cfg.mailbox.case_prefix;
+    let id = case_id(prefix, case.id);
+    let from = msg.from.as_deref().unwrap_or("(no From)");
+    let (what, headline) = match notice {
+        Notice::NewCase => ("New report", format!("New report {id} from {from}.")),
+        Notice::FollowUp => ("Follow-up", format!("New message on {id} from {from}.")),
+        Notice::Flagged(why) => ("FLAGGED", format!("Message on {id} needs a look: {why}.")),
+        Notice::UnverifiedTeamMail => (
+            "UNVERIFIED team mail",
+            format!(
+                "Mail on {id} from team address {from} carried no valid OpenPGP signature by that \
+                 member's key. It was stored as unverified; no command in it was applied and \
+                 nothing was relayed to the reporter."
+            ),
+        ),
+    };
+    let subject = format!("[{id}] {what}: {}", if case.subject.is_empty() { "(no subject)" } else { &case.subject });
+    let mut body = format!(
+        "{headline}\n\n\
+         Case:       {id}\n\
+         State:      {state}\n\
+         Reporter:   {reporter}\n\
+         From:       {from}\n\
+         Subject:    {subj}\n\
+         Date:       {date}\n\
+         Encrypted:  {enc}\n\
+         Message-ID: <{mid}>\n",
+        state = case.state,
+        reporter = case.reporter,
+        subj = msg.subject,
+        date = msg.date.map(|d| d.to_rfc3339()).unwrap_or_else(|| "(none)".into()),
+        enc = if msg.encrypted { "yes" } else { "no" },
+        mid = msg.message_id,
+    );
+    if let Some(why) = &msg.malformed {
+        body.push_str(&format!("Problem:    {why}\n"));
+    }
+    if cfg.team.allow_plaintext_to_team && !msg.encrypted {
+        body.push_str("\n----- message text -----\n");
+        body.push_str(&msg.text);
+        body.push_str("\n----- end of message text -----\n");
+    } else {
+        body.push_str(&format!(
+            "\nThe message text is not in this mail: it would travel unencrypted.\n\
+             Read it on the secmail host with:\n\n    secmail case {id}\n"
+        ));
+    }
+    let m = Message::builder()
+        .from(mailbox(&cfg.mailbox.address, Some("secmail"))?)
+        .to(mailbox(member, None)?)
+        .subject(subject.clone())
+        .date(system_time(now))
+        .message_id(Some(format!("<{message_id}>")))
+        .references(format!("<{}>", msg.message_id))
+        .raw_header(header("Auto-Submitted", "auto-generated"))
+        .raw_header(header("X-Secmail-Case", id))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .context("building a team notification")?;
+    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw: m.formatted() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::{ParseLimits, parse};
+
+    fn setup() -> (Config, CaseRow, Parsed) {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::builtin(d.path()).unwrap();
+        let msg = parse(
+            b"From: r@example.org\r\nSubject: Heap overflow\r\nMessage-ID: <m1@example.org>\r\n\r\nSECRET-DETAILS\r\n",
+            &ParseLimits::default(),
+        );
+        let now: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
+        let case = CaseRow {
+            id: 4,
+            state: "new".into(),
+            severity: None,
+            handler: None,
+            reporter: "r@example.org".into(),
+            subject: "Heap overflow".into(),
+            opened_at: now,
+            acknowledged_at: None,
+            first_response_at: None,
+            last_team_response_at: None,
+            encrypted: false,
+        };
+        (cfg, case, msg)
+    }
+
+    #[test]
+    fn ack_is_an_rfc3834_reply_that_never_quotes() {
+        let (cfg, case, msg) = setup();
+        let now = case.opened_at;
+        let a = ack(&cfg, &case, &msg, "r@example.org", now, "id1@localhost".into(), now).unwrap();
+        let text = String::from_utf8(a.raw).unwrap();
+        assert!(text.contains("Subject: [SEC-4] Re: Heap overflow"), "{text}");
+        assert!(text.contains("Auto-Submitted: auto-replied"));
+        assert!(text.contains("In-Reply-To: <m1@example.org>"));
+        assert!(text.contains("References: <m1@example.org>"));
+        assert!(text.contains("Message-ID: <id1@localhost>"));
+        assert!(text.contains("SEC-4"));
+        assert!(!text.contains("SECRET-DETAILS"));
+    }
+
+    #[test]
+    fn team_notice_carries_no_text_unless_allowed() {
+        let (mut cfg, case, msg) = setup();
+        let now = case.opened_at;
+        let n = team_notice(&cfg, &case, &msg, &Notice::NewCase, "a@example.org", "n1@x".into(), now).unwrap();
+        let text = String::from_utf8(n.raw).unwrap();
+        assert!(text.contains("Subject: [SEC-4] New report: Heap overflow"));
+        assert!(!text.contains("SECRET-DETAILS"));
+        cfg.team.allow_plaintext_to_team = true;
+        let n = team_notice(&cfg, &case, &msg, &Notice::NewCase, "a@example.org", "n2@x".into(), now).unwrap();
+        assert!(String::from_utf8(n.raw).unwrap().contains("SECRET-DETAILS"));
+    }
+
+    #[test]
+    fn subjects() {
+        assert_eq!(case_subject("SEC", 1, "XSS", true), "[SEC-1] Re: XSS");
+        assert_eq!(case_subject("SEC", 1, "Re: [SEC-1] XSS", true), "[SEC-1] Re: XSS");
+        assert_eq!(case_subject("SEC", 1, "", true), "[SEC-1] Re: your security report");
+    }
+}
