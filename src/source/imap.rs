@@ -1,1 +1,1078 @@
-//! (in progress)
+//! The IMAP source (SPEC §3): log in to the security@ mailbox, hand every message
+//! of `folder` to the receive pipeline ([`Handler`]), and file it into
+//! `processed_folder` or `quarantine_folder` once the pipeline says its effects are
+//! committed. Then wait for new mail with IDLE (RFC 2177) when the server has it,
+//! or poll, and do it again; reconnect with backoff on any failure.
+//!
+//! Side effects: network (one IMAP connection at a time, TLS per `cfg.tls`);
+//! creates the two target folders when missing; moves messages with `UID MOVE`
+//! (RFC 6851) or, without MOVE, copies them and marks the original with the
+//! keyword [`PROCESSED_KEYWORD`]. Never sets `\Deleted`, never EXPUNGEs: nothing is
+//! ever deleted from the mailbox. Records UIDVALIDITY and the highest filed UID per
+//! folder in the store ([`Store::set_imap_sync`]). Logs neither message contents
+//! nor the password.
+//!
+//! Delivery is at least once: a message whose handler failed, whose MOVE failed,
+//! or that was in hand when the connection dropped is offered again on a later
+//! cycle; the pipeline dedupes.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_imap::error::Error as ProtoError;
+use async_imap::imap_proto::{Response, ResponseCode, Status};
+use futures::TryStreamExt as _;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{ImapConfig, Tls};
+use crate::source::{self, Disposition, Handler};
+use crate::store::Store;
+
+/// Limit for the TCP connect, the TLS handshake and the server greeting.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit for one ordinary command (LOGIN, SELECT, SEARCH, MOVE, ...).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit for fetching one message: a big one takes a while on a slow link.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Limit for the polite LOGOUT on shutdown: the server owes us nothing then.
+pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest single IDLE before it is re-issued. RFC 2177 §3: servers may log a
+/// client off after 30 minutes, so clients re-issue IDLE at least every 29.
+pub const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
+/// Messages larger than this (RFC 3501 `RFC822.SIZE`) are not fetched: the IMAP
+/// client buffers a whole response, up to 512 MiB, so one such message would fail
+/// every cycle and block the rest of the folder. They stay where they are and are
+/// named in a warning every cycle, for a human to deal with.
+pub const MAX_FETCH_SIZE: u64 = 256 << 20;
+/// Keyword (RFC 3501 §2.3.2) set on a message that was copied to its target folder
+/// on a server without MOVE (RFC 6851), so it is skipped from then on.
+pub const PROCESSED_KEYWORD: &str = "$SecmailProcessed";
+
+/// Why a connection or an iteration failed. Every variant is retried with backoff;
+/// the variants exist so the log says which part to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    /// TCP connect or the server greeting failed (server down, wrong host or port,
+    /// network).
+    #[error("cannot connect to IMAP server {server}")]
+    Connect {
+        server: String,
+        #[source]
+        source: BoxError,
+    },
+    /// TLS failed: handshake, certificate, `ca_file`, or STARTTLS not offered.
+    #[error("TLS with IMAP server {server} failed")]
+    Tls {
+        server: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The server refused the credentials (RFC 3501 §6.2.3 LOGIN answered NO/BAD).
+    #[error("IMAP login as {user} refused (check imap.username and imap.password_file)")]
+    Auth {
+        user: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A command failed or timed out, or the connection dropped.
+    #[error("IMAP {what} failed")]
+    Protocol {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl ImapError {
+    /// Whether the server answered NO or BAD to a command (RFC 3501 §7.1): the
+    /// connection is still fine, only that command was refused.
+    fn is_refusal(&self) -> bool {
+        match self {
+            ImapError::Protocol { source, .. } => matches!(
+                source.downcast_ref::<ProtoError>(),
+                Some(ProtoError::No(_) | ProtoError::Bad(_))
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// The byte stream under an IMAP session, whatever the TLS mode, so that one
+/// session type serves `implicit`, `starttls` and `none`.
+pub trait ImapIo: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> ImapIo for T {}
+
+type Session = async_imap::Session<Box<dyn ImapIo>>;
+
+/// What the server offers that changes how we work (from CAPABILITY after login).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ServerCaps {
+    /// RFC 2177 IDLE.
+    idle: bool,
+    /// RFC 6851 MOVE.
+    mv: bool,
+    /// Every capability name, for `check-config`.
+    names: Vec<String>,
+}
+
+impl ServerCaps {
+    fn from_names(mut names: Vec<String>) -> ServerCaps {
+        names.sort();
+        let has = |c: &str| names.iter().any(|n| n.eq_ignore_ascii_case(c));
+        ServerCaps {
+            idle: has("IDLE"),
+            mv: has("MOVE"),
+            names,
+        }
+    }
+}
+
+/// Everything one watch loop needs, borrowed from [`run`].
+struct Ctx<'a> {
+    cfg: &'a ImapConfig,
+    store: &'a Store,
+    handler: &'a Handler,
+    shutdown: &'a CancellationToken,
+}
+
+/// How a sync cycle ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// Every message was offered; wait for more.
+    Done,
+    /// Shutdown was requested between two messages.
+    Shutdown,
+}
+
+/// Connect, log in, and watch `cfg.folder` until `shutdown` is cancelled.
+///
+/// Each cycle SELECTs the folder, compares its UIDVALIDITY (RFC 3501 §2.3.1.1)
+/// with the one in the store (a change, or a first visit, means a clean rescan),
+/// `UID SEARCH`es every message still there, and for each, in ascending UID order:
+/// `UID FETCH uid BODY.PEEK[]` (RFC 3501 §6.4.5, `.PEEK` so `\Seen` is left alone),
+/// the handler, then `UID MOVE` (RFC 6851) to `processed_folder` or
+/// `quarantine_folder` (without MOVE: `UID COPY` plus the keyword
+/// [`PROCESSED_KEYWORD`]; RFC 4315 UIDPLUS is not needed), and the new sync state
+/// into the store. A handler `Err` leaves the message in place for the next
+/// cycle. Then it waits: IDLE (RFC 2177) re-issued every `poll_interval` (at most
+/// [`IDLE_MAX`]) when `cfg.idle` and the server offers it, else a `poll_interval`
+/// sleep.
+///
+/// Failures (connect, TLS, login, timeouts, dropped connections) are logged and
+/// retried after [`source::BACKOFF_START`] doubling to [`source::BACKOFF_MAX`],
+/// reset after a successful cycle; they never end the loop. Shutdown is checked
+/// between messages, so the message in hand is finished and filed. Returns `Ok(())`
+/// once `shutdown` is cancelled, after a polite LOGOUT.
+pub async fn run(
+    cfg: ImapConfig,
+    store: Store,
+    handler: Handler,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ctx = Ctx {
+        cfg: &cfg,
+        store: &store,
+        handler: &handler,
+        shutdown: &shutdown,
+    };
+    let mut backoff = source::BACKOFF_START;
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        // Connecting holds no message, so it may be abandoned at once.
+        let connected = tokio::select! {
+            r = connect_and_login(&cfg) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let result = match connected {
+            Ok((session, caps)) => watch(session, &caps, &ctx, &mut backoff).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(()) => break,
+            Err(err) => {
+                if let Some(ImapError::Auth { .. }) = err.downcast_ref::<ImapError>() {
+                    warn!("IMAP authentication failed: {err:#}; retrying in {backoff:?}");
+                } else {
+                    warn!("IMAP source: {err:#}; reconnecting in {backoff:?}");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        backoff = source::next_backoff(backoff);
+    }
+    info!(folder = %cfg.folder, "IMAP source stopped");
+    Ok(())
+}
+
+/// Log in and out once (for `secmail check-config`), EXAMINE-ing `cfg.folder`
+/// read-only on the way (RFC 3501 §6.3.2). Returns a one-line summary (message
+/// count, IDLE/MOVE support, capabilities); the error says what failed
+/// (connect, TLS, authentication, folder).
+pub async fn check_login(cfg: &ImapConfig) -> anyhow::Result<String> {
+    let (mut session, caps) = connect_and_login(cfg).await?;
+    let mailbox = cmd(
+        &format!("EXAMINE {:?}", cfg.folder),
+        COMMAND_TIMEOUT,
+        session.examine(&cfg.folder),
+    )
+    .await?;
+    logout(&mut session).await;
+    let yes_no = |b: bool| if b { "yes" } else { "no (fallback used)" };
+    Ok(format!(
+        "logged in to {}:{} as {} ({}); folder {:?} holds {} message(s); IDLE: {}, MOVE: {}; capabilities: {}",
+        cfg.host,
+        cfg.port,
+        cfg.username,
+        tls_name(cfg.tls),
+        cfg.folder,
+        mailbox.exists,
+        yes_no(caps.idle),
+        yes_no(caps.mv),
+        caps.names.join(" ")
+    ))
+}
+
+fn tls_name(tls: Tls) -> &'static str {
+    match tls {
+        Tls::Implicit => "implicit TLS",
+        Tls::Starttls => "STARTTLS",
+        Tls::None => "no TLS",
+    }
+}
+
+// ---------------------------------------------------------------- the watch loop
+
+/// Create the target folders, then sync and wait until shutdown (`Ok`) or a
+/// failure (`Err`; the session is dropped and [`run`] reconnects).
+async fn watch(
+    mut session: Session,
+    caps: &ServerCaps,
+    ctx: &Ctx<'_>,
+    backoff: &mut Duration,
+) -> anyhow::Result<()> {
+    let cfg = ctx.cfg;
+    ensure_folder(&mut session, &cfg.processed_folder).await?;
+    ensure_folder(&mut session, &cfg.quarantine_folder).await?;
+    let idle_period = idle_period(cfg.poll_interval);
+    let use_idle = cfg.idle && caps.idle;
+    if use_idle {
+        info!(folder = %cfg.folder, "IMAP: waiting for new mail with IDLE (re-issued every {idle_period:?})");
+    } else {
+        let why = if cfg.idle {
+            "the server does not offer IDLE"
+        } else {
+            "imap.idle = false"
+        };
+        info!(folder = %cfg.folder, "IMAP: polling every {:?} ({why})", cfg.poll_interval);
+    }
+    if !caps.mv {
+        info!(
+            "IMAP: the server lacks MOVE (RFC 6851); filing by COPY and marking originals {PROCESSED_KEYWORD}"
+        );
+    }
+    loop {
+        if sync(&mut session, caps, ctx).await? == Flow::Shutdown {
+            break;
+        }
+        *backoff = source::BACKOFF_START;
+        // Unilateral responses (EXISTS, EXPUNGE, ...) pile up in a bounded
+        // channel we do not need: each cycle rescans anyway.
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        if ctx.shutdown.is_cancelled() {
+            break;
+        }
+        if use_idle {
+            session = idle_once(session, idle_period, ctx.shutdown).await?;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = ctx.shutdown.cancelled() => {}
+            }
+        }
+        if ctx.shutdown.is_cancelled() {
+            break;
+        }
+    }
+    logout(&mut session).await;
+    Ok(())
+}
+
+/// How long one IDLE lasts before it is re-issued: `poll_interval` (which also
+/// bounds how long a failed message waits for its retry), at most [`IDLE_MAX`].
+fn idle_period(poll_interval: Duration) -> Duration {
+    poll_interval.min(IDLE_MAX)
+}
+
+/// One IDLE (RFC 2177): returns on any server data (new mail, expunge, flag
+/// change), after `period`, or on shutdown, with DONE sent and the session back.
+async fn idle_once(
+    session: Session,
+    period: Duration,
+    shutdown: &CancellationToken,
+) -> Result<Session, ImapError> {
+    let mut idle = session.idle();
+    cmd("IDLE", COMMAND_TIMEOUT, idle.init()).await?;
+    let started = Instant::now();
+    let woke = {
+        // `wait_with_timeout` restarts its timer on every keepalive ("* OK Still
+        // here"), so the outer timeout bounds the IDLE by the wall clock.
+        let (wait, _stop) = idle.wait_with_timeout(period);
+        tokio::select! {
+            r = tokio::time::timeout(period, wait) => match r {
+                Ok(Ok(resp)) => format!("{resp:?}").chars().take(80).collect::<String>(),
+                Ok(Err(e)) => return Err(protocol("IDLE", e)),
+                Err(_) => "timeout".to_string(),
+            },
+            _ = shutdown.cancelled() => "shutdown".to_string(),
+        }
+    };
+    debug!(after = ?started.elapsed(), "IMAP IDLE ended: {woke}");
+    cmd("DONE (end of IDLE)", COMMAND_TIMEOUT, idle.done()).await
+}
+
+/// One cycle over the folder: offer every message still there to the handler
+/// and file it. Stops early (between messages) on shutdown.
+async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow::Result<Flow> {
+    let folder = &ctx.cfg.folder;
+    let mailbox = cmd(
+        &format!("SELECT {folder:?}"),
+        COMMAND_TIMEOUT,
+        session.select(folder),
+    )
+    .await?;
+    let uidvalidity = mailbox.uid_validity.ok_or_else(|| ImapError::Protocol {
+        what: format!("SELECT {folder:?}"),
+        source: "the server sent no UIDVALIDITY (RFC 3501 §2.3.1.1)".into(),
+    })?;
+    let stored = ctx.store.imap_sync(folder).await?;
+    let mut last_uid = match resume(stored, uidvalidity) {
+        Resume::Continue(last) => last,
+        Resume::FirstVisit => {
+            info!(folder = %folder, uidvalidity, "IMAP: first visit of this folder; scanning all of it");
+            ctx.store.set_imap_sync(folder, uidvalidity, 0).await?;
+            0
+        }
+        Resume::UidValidityChanged(old) => {
+            info!(folder = %folder, old, new = uidvalidity, "IMAP: UIDVALIDITY changed; rescanning the folder from scratch");
+            ctx.store.set_imap_sync(folder, uidvalidity, 0).await?;
+            0
+        }
+    };
+
+    let skip_processed = !caps.mv;
+    let oversized = search(session, &search_query(skip_processed, true)).await?;
+    if !oversized.is_empty() {
+        warn!(
+            folder = %folder,
+            "IMAP: message(s) with UID {} exceed {} MiB and are left in place unprocessed; file them by hand",
+            uid_list(&oversized),
+            MAX_FETCH_SIZE >> 20
+        );
+    }
+    let uids = search(session, &search_query(skip_processed, false)).await?;
+    debug!(folder = %folder, count = uids.len(), "IMAP: messages to offer");
+
+    for uid in uids {
+        if ctx.shutdown.is_cancelled() {
+            return Ok(Flow::Shutdown);
+        }
+        let Some(raw) = fetch(session, uid).await? else {
+            debug!(uid, "IMAP: message vanished before it could be fetched");
+            continue;
+        };
+        let size = raw.len();
+        let disposition = match (ctx.handler)(raw).await {
+            Ok(d) => d,
+            Err(err) => {
+                warn!(
+                    uid,
+                    "IMAP: processing message failed: {err:#}; it stays in {folder:?} and is offered again on the next cycle"
+                );
+                continue;
+            }
+        };
+        let target = match disposition {
+            Disposition::Processed => &ctx.cfg.processed_folder,
+            Disposition::Quarantine => &ctx.cfg.quarantine_folder,
+        };
+        match file(session, caps, uid, target).await {
+            Ok(()) => {}
+            Err(e) if e.is_refusal() => {
+                // The server said no (quota, permissions) but the connection is
+                // fine: go on with the others; this one comes back next cycle.
+                warn!(
+                    uid,
+                    "IMAP: filing into {target:?} failed: {:#}; it stays in {folder:?} and is offered again on the next cycle",
+                    anyhow::Error::from(e)
+                );
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        last_uid = last_uid.max(uid);
+        ctx.store
+            .set_imap_sync(folder, uidvalidity, last_uid)
+            .await?;
+        info!(uid, size, "IMAP: message filed into {target:?}");
+    }
+    Ok(Flow::Done)
+}
+
+/// Where a folder's scan starts, given the stored `(uidvalidity, last_uid)`.
+#[derive(Debug, PartialEq, Eq)]
+enum Resume {
+    /// Same UIDVALIDITY: the stored last UID still means something.
+    Continue(u32),
+    /// Nothing stored yet.
+    FirstVisit,
+    /// The server renumbered the folder (RFC 3501 §2.3.1.1): old UIDs are void.
+    UidValidityChanged(u32),
+}
+
+fn resume(stored: Option<(u32, u32)>, uidvalidity: u32) -> Resume {
+    match stored {
+        Some((v, last)) if v == uidvalidity => Resume::Continue(last),
+        Some((v, _)) => Resume::UidValidityChanged(v),
+        None => Resume::FirstVisit,
+    }
+}
+
+/// The `UID SEARCH` criteria (RFC 3501 §6.4.4): every message (we move processed
+/// ones out, so what is left is unprocessed; nothing below the last UID is
+/// skipped, a failed MOVE must be retried), minus those marked processed when
+/// filing by COPY, split at [`MAX_FETCH_SIZE`].
+fn search_query(skip_processed: bool, oversized: bool) -> String {
+    let mut q = String::new();
+    if skip_processed {
+        q.push_str("UNKEYWORD ");
+        q.push_str(PROCESSED_KEYWORD);
+        q.push(' ');
+    }
+    if !oversized {
+        q.push_str("NOT ");
+    }
+    q.push_str(&format!("LARGER {MAX_FETCH_SIZE}"));
+    q
+}
+
+/// UIDs matching `query`, ascending (oldest report first).
+async fn search(session: &mut Session, query: &str) -> Result<Vec<u32>, ImapError> {
+    let found = cmd(
+        &format!("UID SEARCH {query}"),
+        COMMAND_TIMEOUT,
+        session.uid_search(query),
+    )
+    .await?;
+    let mut uids: Vec<u32> = found.into_iter().collect();
+    uids.sort_unstable();
+    Ok(uids)
+}
+
+/// A list of UIDs for a log line, with runs collapsed: `1:3,7,9:10`
+/// (RFC 3501 §9 `sequence-set` syntax).
+fn uid_list(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The whole message `uid`, or `None` if it is gone. One message at a time and
+/// one copy of it in our hands: the client's response buffer is dropped as soon
+/// as the bytes are taken out.
+async fn fetch(session: &mut Session, uid: u32) -> Result<Option<Vec<u8>>, ImapError> {
+    cmd(
+        &format!("UID FETCH {uid} BODY.PEEK[]"),
+        FETCH_TIMEOUT,
+        async {
+            let mut responses = session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?;
+            let mut body = None;
+            // Drain to the tagged OK; unsolicited FETCHes (flag changes of other
+            // messages) may be interleaved (RFC 3501 §7).
+            while let Some(f) = responses.try_next().await? {
+                if body.is_none() && f.uid.is_none_or(|u| u == uid) {
+                    body = f.body().map(<[u8]>::to_vec);
+                }
+            }
+            Ok::<_, ProtoError>(body)
+        },
+    )
+    .await
+}
+
+/// File `uid` into `target`: `UID MOVE` (RFC 6851 §3), or without it `UID COPY`
+/// plus the keyword [`PROCESSED_KEYWORD`] on the original. Never `\Deleted`, never
+/// EXPUNGE.
+async fn file(
+    session: &mut Session,
+    caps: &ServerCaps,
+    uid: u32,
+    target: &str,
+) -> Result<(), ImapError> {
+    if caps.mv {
+        return cmd(
+            &format!("UID MOVE {uid} {target:?}"),
+            COMMAND_TIMEOUT,
+            session.uid_mv(uid.to_string(), target),
+        )
+        .await;
+    }
+    cmd(
+        &format!("UID COPY {uid} {target:?}"),
+        COMMAND_TIMEOUT,
+        session.uid_copy(uid.to_string(), target),
+    )
+    .await?;
+    cmd(
+        &format!("UID STORE {uid} +FLAGS ({PROCESSED_KEYWORD})"),
+        COMMAND_TIMEOUT,
+        async {
+            let updates = session
+                .uid_store(
+                    uid.to_string(),
+                    format!("+FLAGS.SILENT ({PROCESSED_KEYWORD})"),
+                )
+                .await?;
+            updates.try_collect::<Vec<_>>().await?;
+            Ok::<_, ProtoError>(())
+        },
+    )
+    .await
+}
+
+/// CREATE `name` (RFC 3501 §6.3.3) unless it exists; subscribe it so mail clients
+/// show it.
+async fn ensure_folder(session: &mut Session, name: &str) -> Result<(), ImapError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, session.create(name)).await {
+        Ok(Ok(())) => {
+            info!(folder = %name, "IMAP: created folder");
+            if let Ok(Err(e)) = tokio::time::timeout(COMMAND_TIMEOUT, session.subscribe(name)).await
+            {
+                debug!(folder = %name, "IMAP: SUBSCRIBE failed: {e}");
+            }
+            Ok(())
+        }
+        // NO [ALREADYEXISTS] is the usual answer; make sure that is what it meant.
+        Ok(Err(ProtoError::No(refusal))) => cmd(
+            &format!("CREATE {name:?} (refused: {refusal}) / STATUS"),
+            COMMAND_TIMEOUT,
+            session.status(name, "(UIDVALIDITY)"),
+        )
+        .await
+        .map(|_| ()),
+        Ok(Err(e)) => Err(protocol(&format!("CREATE {name:?}"), e)),
+        Err(_) => Err(timed_out(&format!("CREATE {name:?}"), COMMAND_TIMEOUT)),
+    }
+}
+
+async fn logout(session: &mut Session) {
+    match tokio::time::timeout(LOGOUT_TIMEOUT, session.logout()).await {
+        Ok(Ok(())) => debug!("IMAP: logged out"),
+        Ok(Err(e)) => debug!("IMAP: LOGOUT failed: {e}"),
+        Err(_) => debug!("IMAP: LOGOUT timed out"),
+    }
+}
+
+// ---------------------------------------------------------------- connecting
+
+/// TCP, TLS per `cfg.tls`, greeting, LOGIN (RFC 3501 §6.2.3), CAPABILITY.
+async fn connect_and_login(cfg: &ImapConfig) -> Result<(Session, ServerCaps), ImapError> {
+    let server = format!("{}:{}", cfg.host, cfg.port);
+    let connect_err = |source: BoxError| ImapError::Connect {
+        server: server.clone(),
+        source,
+    };
+    let tcp = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((cfg.host.as_str(), cfg.port)),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(connect_err(e.into())),
+        Err(_) => {
+            return Err(connect_err(
+                format!("no connection within {CONNECT_TIMEOUT:?}").into(),
+            ));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+
+    let client: async_imap::Client<Box<dyn ImapIo>> = match cfg.tls {
+        Tls::Implicit => {
+            let tls = tls_handshake(cfg, &server, tcp).await?;
+            let mut client = async_imap::Client::new(Box::new(tls) as Box<dyn ImapIo>);
+            read_greeting(&mut client, &server).await?;
+            client
+        }
+        Tls::None => {
+            let mut client = async_imap::Client::new(Box::new(tcp) as Box<dyn ImapIo>);
+            read_greeting(&mut client, &server).await?;
+            client
+        }
+        Tls::Starttls => {
+            let mut plain = async_imap::Client::new(tcp);
+            let greeting = read_greeting(&mut plain, &server).await?;
+            starttls_offered(&greeting).map_err(|why| ImapError::Tls {
+                server: server.clone(),
+                source: why.into(),
+            })?;
+            // RFC 3501 §6.2.1. Whatever the server sent before TLS is discarded
+            // with the plain client's buffer (no STARTTLS response injection).
+            match tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                plain.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(ImapError::Tls {
+                        server,
+                        source: format!("the server refused STARTTLS: {e}").into(),
+                    });
+                }
+                Err(_) => {
+                    return Err(ImapError::Tls {
+                        server,
+                        source: format!("no answer to STARTTLS within {COMMAND_TIMEOUT:?}").into(),
+                    });
+                }
+            }
+            let tls = tls_handshake(cfg, &server, plain.into_inner()).await?;
+            // No second greeting after STARTTLS.
+            async_imap::Client::new(Box::new(tls) as Box<dyn ImapIo>)
+        }
+    };
+    let mut session = match tokio::time::timeout(
+        COMMAND_TIMEOUT,
+        client.login(&cfg.username, cfg.password.expose()),
+    )
+    .await
+    {
+        Ok(Ok(session)) => session,
+        Ok(Err((e @ (ProtoError::No(_) | ProtoError::Bad(_)), _))) => {
+            return Err(ImapError::Auth {
+                user: cfg.username.clone(),
+                source: e.into(),
+            });
+        }
+        Ok(Err((e, _))) => return Err(protocol("LOGIN", e)),
+        Err(_) => return Err(timed_out("LOGIN", COMMAND_TIMEOUT)),
+    };
+    let caps = cmd("CAPABILITY", COMMAND_TIMEOUT, session.capabilities()).await?;
+    let names = caps
+        .iter()
+        .map(|c| match c {
+            async_imap::types::Capability::Imap4rev1 => "IMAP4rev1".to_string(),
+            async_imap::types::Capability::Auth(a) => format!("AUTH={a}"),
+            async_imap::types::Capability::Atom(a) => a.clone(),
+        })
+        .collect();
+    let caps = ServerCaps::from_names(names);
+    info!(server = %server, user = %cfg.username, tls = tls_name(cfg.tls), idle = caps.idle, r#move = caps.mv, "IMAP: logged in");
+    Ok((session, caps))
+}
+
+/// What the server said when we connected (RFC 3501 §7.1.1, §7.1.4, §7.1.5).
+#[derive(Debug, PartialEq, Eq)]
+struct Greeting {
+    /// `* PREAUTH`: the server claims we are logged in already.
+    preauth: bool,
+    /// Capabilities from a `[CAPABILITY ...]` response code, if the server sent one.
+    capabilities: Option<Vec<String>>,
+}
+
+async fn read_greeting<T>(
+    client: &mut async_imap::Client<T>,
+    server: &str,
+) -> Result<Greeting, ImapError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + fmt::Debug + Send,
+{
+    let err = |source: BoxError| ImapError::Connect {
+        server: server.to_string(),
+        source,
+    };
+    let response = match tokio::time::timeout(CONNECT_TIMEOUT, client.read_response()).await {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => {
+            return Err(err(
+                "the server closed the connection before its greeting".into()
+            ));
+        }
+        Ok(Err(e)) => return Err(err(e.into())),
+        Err(_) => return Err(err(format!("no greeting within {CONNECT_TIMEOUT:?}").into())),
+    };
+    match response.parsed() {
+        Response::Data { status, outcome } => {
+            let capabilities = match &outcome.code {
+                Some(ResponseCode::Capabilities(c)) => Some(
+                    c.iter()
+                        .map(|c| match c {
+                            async_imap::imap_proto::Capability::Imap4rev1 => {
+                                "IMAP4rev1".to_string()
+                            }
+                            async_imap::imap_proto::Capability::Auth(a) => format!("AUTH={a}"),
+                            async_imap::imap_proto::Capability::Atom(a) => a.to_string(),
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            };
+            match status {
+                Status::Ok => Ok(Greeting {
+                    preauth: false,
+                    capabilities,
+                }),
+                Status::PreAuth => Ok(Greeting {
+                    preauth: true,
+                    capabilities,
+                }),
+                _ => Err(err(format!(
+                    "the server refused the connection: {}",
+                    outcome
+                        .information
+                        .as_deref()
+                        .unwrap_or("(no reason given)")
+                )
+                .into())),
+            }
+        }
+        other => Err(err(format!("unexpected greeting: {other:?}").into())),
+    }
+}
+
+/// Whether STARTTLS may proceed after this greeting. A PREAUTH greeting on a
+/// plain connection is refused: STARTTLS is only valid before authentication
+/// (RFC 3501 §6.2.1), and an attacker could use PREAUTH to keep us in clear
+/// text. A greeting that lists capabilities without STARTTLS is refused too;
+/// without a list, the STARTTLS command itself tells.
+fn starttls_offered(greeting: &Greeting) -> Result<(), String> {
+    if greeting.preauth {
+        return Err(
+            "the server greeted with PREAUTH before STARTTLS; refusing to continue in clear text"
+                .into(),
+        );
+    }
+    match &greeting.capabilities {
+        Some(caps) if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) => Err(format!(
+            "the server does not offer STARTTLS (capabilities: {}); refusing to continue in clear text",
+            caps.join(" ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn tls_handshake(
+    cfg: &ImapConfig,
+    server: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ImapError> {
+    let err = |source: BoxError| ImapError::Tls {
+        server: server.to_string(),
+        source,
+    };
+    let config = crate::tls::client_config(cfg.ca_file.as_deref()).map_err(|e| err(e.into()))?;
+    // Certificates are checked against `host` (a DNS name or an IP address).
+    let name = ServerName::try_from(cfg.host.clone())
+        .map_err(|e| err(format!("{:?} is not a valid TLS server name: {e}", cfg.host).into()))?;
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => Err(err(e.into())),
+        Err(_) => Err(err(
+            format!("no TLS handshake within {CONNECT_TIMEOUT:?}").into()
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// Run one IMAP command under `limit`; a server refusal, an I/O error or the
+/// timeout all become [`ImapError::Protocol`] naming `what`.
+async fn cmd<T, E>(
+    what: &str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, ImapError>
+where
+    E: Into<BoxError>,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(protocol(what, e)),
+        Err(_) => Err(timed_out(what, limit)),
+    }
+}
+
+fn protocol(what: &str, e: impl Into<BoxError>) -> ImapError {
+    ImapError::Protocol {
+        what: what.to_string(),
+        source: e.into(),
+    }
+}
+
+fn timed_out(what: &str, limit: Duration) -> ImapError {
+    protocol(what, format!("no answer within {limit:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn cfg(port: u16, tls: Tls) -> ImapConfig {
+        ImapConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls,
+            username: "security@example.test".into(),
+            password: Secret::new("hunter2"),
+            ca_file: None,
+            folder: "INBOX".into(),
+            processed_folder: "secmail/processed".into(),
+            quarantine_folder: "secmail/quarantine".into(),
+            idle: true,
+            poll_interval: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let mut d = source::BACKOFF_START;
+        let mut seen = vec![d];
+        for _ in 0..9 {
+            d = source::next_backoff(d);
+            seen.push(d);
+        }
+        let secs: Vec<u64> = seen.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 64, 64, 64]);
+    }
+
+    #[test]
+    fn idle_is_reissued_within_rfc_2177_bounds() {
+        assert_eq!(
+            idle_period(Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(idle_period(Duration::from_secs(3600)), IDLE_MAX);
+        assert!(IDLE_MAX < Duration::from_secs(29 * 60));
+    }
+
+    #[test]
+    fn uidvalidity_decides_rescan() {
+        assert_eq!(resume(None, 7), Resume::FirstVisit);
+        assert_eq!(resume(Some((7, 42)), 7), Resume::Continue(42));
+        assert_eq!(resume(Some((6, 42)), 7), Resume::UidValidityChanged(6));
+    }
+
+    #[test]
+    fn search_criteria() {
+        assert_eq!(search_query(false, false), "NOT LARGER 268435456");
+        assert_eq!(search_query(false, true), "LARGER 268435456");
+        assert_eq!(
+            search_query(true, false),
+            "UNKEYWORD $SecmailProcessed NOT LARGER 268435456"
+        );
+    }
+
+    #[test]
+    fn uid_lists_collapse_runs() {
+        assert_eq!(uid_list(&[]), "");
+        assert_eq!(uid_list(&[5]), "5");
+        assert_eq!(uid_list(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_list(&[u32::MAX - 1, u32::MAX]), "4294967294:4294967295");
+    }
+
+    #[test]
+    fn capabilities_are_matched_case_insensitively() {
+        let c = ServerCaps::from_names(vec!["IMAP4rev1".into(), "idle".into(), "UIDPLUS".into()]);
+        assert!(c.idle);
+        assert!(!c.mv);
+        let c = ServerCaps::from_names(vec!["MOVE".into()]);
+        assert!(c.mv && !c.idle);
+    }
+
+    #[test]
+    fn starttls_refusals() {
+        let g = |preauth, caps: Option<&[&str]>| Greeting {
+            preauth,
+            capabilities: caps.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        };
+        assert!(starttls_offered(&g(false, None)).is_ok());
+        assert!(starttls_offered(&g(false, Some(&["IMAP4rev1", "STARTTLS"]))).is_ok());
+        let e = starttls_offered(&g(false, Some(&["IMAP4rev1"]))).unwrap_err();
+        assert!(e.contains("does not offer STARTTLS"), "{e}");
+        let e = starttls_offered(&g(true, Some(&["STARTTLS"]))).unwrap_err();
+        assert!(e.contains("PREAUTH"), "{e}");
+    }
+
+    #[test]
+    fn refusals_are_told_apart_from_broken_connections() {
+        assert!(protocol("UID MOVE", ProtoError::No("over quota".into())).is_refusal());
+        assert!(!protocol("UID MOVE", ProtoError::ConnectionLost).is_refusal());
+        assert!(!timed_out("UID MOVE", COMMAND_TIMEOUT).is_refusal());
+    }
+
+    /// `run` must be spawnable on a multi-threaded runtime.
+    #[test]
+    fn run_future_is_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let handler: Handler =
+            std::sync::Arc::new(|_| Box::pin(async { Ok(Disposition::Processed) }));
+        let fut = run(
+            cfg(1, Tls::None),
+            Store::open_in_memory().unwrap(),
+            handler,
+            CancellationToken::new(),
+        );
+        is_send(&fut);
+    }
+
+    /// A one-shot loopback listener that sends `greeting`, then answers every
+    /// command line with `reply` (tag substituted), and closes on EOF.
+    async fn fake_server(greeting: &'static str, reply: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(greeting.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let line = String::from_utf8_lossy(&buf[..n]);
+                let tag = line.split_whitespace().next().unwrap_or("*").to_string();
+                let _ = s.write_all(reply.replace("TAG", &tag).as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn starttls_not_offered_is_a_tls_error() {
+        let port = fake_server(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n",
+            "TAG BAD no\r\n",
+        )
+        .await;
+        let e = check_login(&cfg(port, Tls::Starttls)).await.unwrap_err();
+        assert!(
+            matches!(e.downcast_ref::<ImapError>(), Some(ImapError::Tls { .. })),
+            "{e:#}"
+        );
+        assert!(
+            format!("{e:#}").contains("does not offer STARTTLS"),
+            "{e:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn starttls_refused_is_a_tls_error() {
+        let port = fake_server("* OK hi\r\n", "TAG BAD unknown command\r\n").await;
+        let e = check_login(&cfg(port, Tls::Starttls)).await.unwrap_err();
+        assert!(format!("{e:#}").contains("refused STARTTLS"), "{e:#}");
+    }
+
+    #[tokio::test]
+    async fn rejected_login_is_an_auth_error_without_the_password() {
+        let port = fake_server(
+            "* OK hi\r\n",
+            "TAG NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+        )
+        .await;
+        let e = check_login(&cfg(port, Tls::None)).await.unwrap_err();
+        assert!(
+            matches!(e.downcast_ref::<ImapError>(), Some(ImapError::Auth { .. })),
+            "{e:#}"
+        );
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("security@example.test") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let e = check_login(&cfg(port, Tls::Implicit)).await.unwrap_err();
+        assert!(
+            matches!(
+                e.downcast_ref::<ImapError>(),
+                Some(ImapError::Connect { .. })
+            ),
+            "{e:#}"
+        );
+    }
+
+    /// With the server unreachable, `run` keeps retrying and still stops at once
+    /// when told to.
+    #[tokio::test]
+    async fn shutdown_stops_a_retrying_source() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let handler: Handler =
+            std::sync::Arc::new(|_| Box::pin(async { Ok(Disposition::Processed) }));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            cfg(port, Tls::None),
+            Store::open_in_memory().unwrap(),
+            handler,
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !task.is_finished(),
+            "run must not give up on connection errors"
+        );
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("run stops promptly")
+            .unwrap()
+            .unwrap();
+    }
+}
