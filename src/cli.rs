@@ -1,1 +1,380 @@
-//! (in progress)
+//! The command line (SPEC §2): argument parsing and every subcommand. `main.rs`
+//! only maps the result to an exit code.
+//!
+//! Side effects: reads the config, opens the database, prints to stdout; `run`
+//! starts the daemon; `check-config` logs in to the servers unless `--offline`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::case::{case_id, parse_case_id};
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::config::{self, Config, ConfigErrors, SourceConfig};
+use crate::daemon::{self, TEAM_NOTICE_FLAG};
+use crate::deadline;
+use crate::mail::{self, ParseLimits};
+use crate::store::{self, CaseRow};
+use crate::transport::Transport;
+
+/// Exit code for a bad config or bad usage.
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "secmail", version, about = "Runs a software project's security@ mailbox")]
+pub struct Args {
+    /// Config file.
+    #[arg(long, global = true, env = "SECMAIL_CONFIG", default_value = config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Use the built-in default config rooted at this directory instead of a file:
+    /// Maildir in DIR/maildir, outgoing mail as .eml files in DIR/outbox, database
+    /// DIR/secmail.db. Needs no server (quick start, trials).
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "config")]
+    pub builtin: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (stops cleanly on SIGTERM/SIGINT).
+    Run,
+    /// Validate the config and keys, then log in to IMAP and SMTP.
+    CheckConfig {
+        /// Do not contact any server.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Open cases (or all), next deadline first.
+    Cases {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One case: fields, deadlines, timeline and messages.
+    Case {
+        /// Case id, e.g. SEC-42 (or 42).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent online copy of the database to PATH.
+    Backup { path: PathBuf },
+}
+
+/// Parse arguments and run; errors are printed by `main`.
+pub fn main() -> Result<ExitCode> {
+    let args = Args::parse();
+    init_logging();
+    let cfg = match load_config(&args) {
+        Ok(c) => c,
+        Err(errs) => {
+            for line in &errs.0 {
+                eprintln!("secmail: config: {line}");
+            }
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let clock: SharedClock = Arc::new(SystemClock);
+    match args.command {
+        Command::Run => run_daemon(cfg, clock),
+        Command::CheckConfig { offline } => check_config(&cfg, offline),
+        Command::Cases { all, json } => cases(&cfg, &*clock, all, json),
+        Command::Case { id, json } => show_case(&cfg, &*clock, &id, json),
+        Command::Backup { path } => {
+            daemon::open_store(&cfg)?.backup(&path)?;
+            println!("backup written to {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("secmail=info"));
+    use std::io::IsTerminal as _;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_config(args: &Args) -> Result<Config, ConfigErrors> {
+    match &args.builtin {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ConfigErrors(vec![format!("--builtin {}: {e}", dir.display())]))?;
+            let dir = dir
+                .canonicalize()
+                .map_err(|e| ConfigErrors(vec![format!("--builtin {}: {e}", dir.display())]))?;
+            Config::builtin(&dir)
+        }
+        None => Config::load(&args.config),
+    }
+}
+
+fn run_daemon(cfg: Config, clock: SharedClock) -> Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+            stop.cancel();
+        });
+        if let SourceConfig::Maildir(m) = &cfg.source {
+            tracing::info!("drop reports into {}/new/", m.path.display());
+        }
+        if let config::TransportConfig::OutboxDir(o) = &cfg.transport {
+            tracing::info!("outgoing mail is written to {}/", o.path.display());
+        }
+        daemon::run(cfg, clock, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(cfg: &Config, offline: bool) -> Result<ExitCode> {
+    println!(
+        "config: {} OK",
+        cfg.origin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in default".into())
+    );
+    println!("mailbox: {} (cases {}-n)", cfg.mailbox.address, cfg.mailbox.case_prefix);
+    println!("team: {}", cfg.team.recipients().join(", "));
+    if offline {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut ok = true;
+    rt.block_on(async {
+        match &cfg.source {
+            SourceConfig::Imap(i) => match crate::source::imap::check_login(i).await {
+                Ok(s) => println!("imap: {s}"),
+                Err(e) => {
+                    eprintln!("secmail: imap: {e:#}");
+                    ok = false;
+                }
+            },
+            SourceConfig::Maildir(m) => println!("maildir: {}", m.path.display()),
+        }
+        match Transport::new(&cfg.transport) {
+            Ok(t) => match t.check().await {
+                Ok(s) => println!("transport: {s}"),
+                Err(e) => {
+                    eprintln!("secmail: transport: {e:#}");
+                    ok = false;
+                }
+            },
+            Err(e) => {
+                eprintln!("secmail: transport: {e:#}");
+                ok = false;
+            }
+        }
+    });
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn opt(t: Option<DateTime<Utc>>) -> Value {
+    t.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
+}
+
+/// The JSON object of a case (SPEC §2 keys), plus when its next deadline falls.
+fn case_json(c: &rusqlite::Connection, cfg: &Config, row: &CaseRow, now: DateTime<Utc>) -> Result<(Value, Option<DateTime<Utc>>)> {
+    let deadlines = store::deadlines(c, row.id)?;
+    let stopped = deadline::stops_deadlines(&row.state);
+    let next = deadlines
+        .iter()
+        .filter(|d| d.met_at.is_none() && !stopped)
+        .map(|d| d.due_at)
+        .min();
+    let dl: Vec<Value> = deadlines
+        .iter()
+        .map(|d| {
+            json!({
+                "kind": d.kind,
+                "due": rfc3339(d.due_at),
+                "state": deadline::state(d.due_at, d.met_at, now).as_str(),
+            })
+        })
+        .collect();
+    let esc: Vec<Value> = store::escalations(c, row.id)?
+        .into_iter()
+        .map(|e| json!({"kind": e.kind, "to": e.to, "at": rfc3339(e.at)}))
+        .collect();
+    let count: i64 = c.query_row(
+        "SELECT count(*) FROM messages WHERE case_id = ?1 AND flags != ?2",
+        rusqlite::params![row.id, TEAM_NOTICE_FLAG],
+        |r| r.get(0),
+    )?;
+    let v = json!({
+        "id": case_id(&cfg.mailbox.case_prefix, row.id),
+        "state": row.state,
+        "severity": row.severity,
+        "handler": row.handler,
+        "reporter": row.reporter,
+        "subject": row.subject,
+        "opened_at": rfc3339(row.opened_at),
+        "acknowledged_at": opt(row.acknowledged_at),
+        "first_response_at": opt(row.first_response_at),
+        "last_team_response_at": opt(row.last_team_response_at),
+        "encrypted": row.encrypted,
+        "messages": count,
+        "next_deadline": opt(next),
+        "deadlines": dl,
+        "escalations": esc,
+    });
+    Ok((v, next))
+}
+
+fn cases(cfg: &Config, clock: &dyn Clock, all: bool, as_json: bool) -> Result<ExitCode> {
+    let store = daemon::open_store(cfg)?;
+    let now = clock.now();
+    let mut list = store.call_sync(|c| {
+        store::list_cases(c, all)?
+            .iter()
+            .map(|r| Ok((case_json(c, cfg, r, now)?, r.clone())))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    // Next deadline first; cases without a running deadline last, newest first.
+    list.sort_by(|((_, a), ra), ((_, b), rb)| match (a, b) {
+        (Some(a), Some(b)) => a.cmp(b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => rb.id.cmp(&ra.id),
+    });
+    if as_json {
+        let arr: Vec<Value> = list.into_iter().map(|((v, _), _)| v).collect();
+        println!("{}", serde_json::to_string_pretty(&arr)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("no {}cases", if all { "" } else { "open " });
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<10} {:<13} {:<10} {:<22} {:<30} SUBJECT", "ID", "STATE", "SEVERITY", "NEXT DEADLINE", "REPORTER");
+    for ((v, next), row) in list {
+        let lapsed = v["deadlines"].as_array().is_some_and(|d| d.iter().any(|d| d["state"] == "lapsed"));
+        let next = next.map(rfc3339).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<10} {:<13} {:<10} {:<22} {:<30} {}",
+            v["id"].as_str().unwrap_or(""),
+            row.state,
+            row.severity.as_deref().unwrap_or("-"),
+            if lapsed { format!("{next} LAPSED") } else { next },
+            row.reporter,
+            row.subject
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result<ExitCode> {
+    let Some(n) = parse_case_id(&cfg.mailbox.case_prefix, id) else {
+        eprintln!("secmail: {id:?} is not a case id (expected {}-<n>)", cfg.mailbox.case_prefix);
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let store = daemon::open_store(cfg)?;
+    let now = clock.now();
+    let limits = ParseLimits {
+        max_message_size: cfg.limits.max_message_size,
+        max_mime_depth: cfg.limits.max_mime_depth,
+        max_mime_parts: cfg.limits.max_mime_parts,
+    };
+    let found = store.call_sync(|c| {
+        let Some(row) = store::get_case(c, n)? else { return Ok(None) };
+        let (mut v, _) = case_json(c, cfg, &row, now)?;
+        let events: Vec<Value> = store::events(c, n)?
+            .into_iter()
+            .map(|e| json!({"at": rfc3339(e.at), "kind": e.kind, "actor": e.actor, "detail": e.detail}))
+            .collect();
+        let messages: Vec<Value> = store::messages(c, n)?
+            .into_iter()
+            .filter(|m| m.flags != TEAM_NOTICE_FLAG)
+            .map(|m| {
+                let p = mail::parse(&m.raw, &limits);
+                let text = if p.encrypted { "[encrypted; not decrypted by this version]".to_string() } else { p.text };
+                json!({
+                    "message_id": m.message_id,
+                    "from": m.from,
+                    "date": opt(m.date.or(Some(m.received_at))),
+                    "direction": m.direction,
+                    "encrypted": m.encrypted,
+                    "signature": m.signature,
+                    "flags": m.flags,
+                    "subject": p.subject,
+                    "text": text,
+                })
+            })
+            .collect();
+        v["events"] = Value::Array(events);
+        v["messages"] = Value::Array(messages);
+        Ok(Some(v))
+    })?;
+    let Some(v) = found else {
+        eprintln!("secmail: no case {}", case_id(&cfg.mailbox.case_prefix, n));
+        return Ok(ExitCode::FAILURE);
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |k: &str| match &v[k] {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!("{}  [{}]  {}", s("id"), s("state"), s("subject"));
+    for k in ["reporter", "severity", "handler", "opened_at", "acknowledged_at", "first_response_at", "last_team_response_at", "encrypted"] {
+        println!("  {k:<22} {}", s(k));
+    }
+    println!("\nDeadlines:");
+    for d in v["deadlines"].as_array().into_iter().flatten() {
+        println!("  {:<15} due {}  {}", d["kind"].as_str().unwrap_or(""), d["due"].as_str().unwrap_or(""), d["state"].as_str().unwrap_or(""));
+    }
+    println!("\nTimeline:");
+    for e in v["events"].as_array().into_iter().flatten() {
+        println!("  {}  {:<20} {}", e["at"].as_str().unwrap_or(""), e["kind"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or(""));
+    }
+    println!("\nMessages:");
+    for m in v["messages"].as_array().into_iter().flatten() {
+        println!(
+            "\n--- {} {} from {} at {} (encrypted: {}, signature: {}){}",
+            if m["direction"] == "in" { "IN " } else { "OUT" },
+            m["message_id"].as_str().unwrap_or(""),
+            m["from"].as_str().unwrap_or("-"),
+            m["date"].as_str().unwrap_or("-"),
+            m["encrypted"],
+            m["signature"].as_str().unwrap_or(""),
+            match m["flags"].as_str() {
+                Some("") | None => String::new(),
+                Some(f) => format!(" [{f}]"),
+            }
+        );
+        println!("Subject: {}\n", m["subject"].as_str().unwrap_or(""));
+        println!("{}", m["text"].as_str().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Used by `main` to report an error that ends the program.
+pub fn report(err: &anyhow::Error) {
+    eprintln!("secmail: {err:#}");
+}

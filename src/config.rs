@@ -402,7 +402,11 @@ You can reach the team at {team_address}.
 This message was sent automatically by secmail on behalf of the security team.
 ";
 
+/// IMAP poll period without IDLE.
 const DEFAULT_POLL: Duration = Duration::from_secs(60);
+/// Maildir rescan period: one directory listing, cheap, and acks go out within
+/// about a second of delivery.
+const MAILDIR_POLL: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------- stage 2
 
@@ -509,7 +513,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         }
         (Some(i), None) => validate_imap(i, &abs, &mut errs).map(SourceConfig::Imap),
         (None, Some(m)) => {
-            let poll_interval = duration("maildir.poll_interval", m.poll_interval, DEFAULT_POLL, &mut errs);
+            let poll_interval = duration("maildir.poll_interval", m.poll_interval, MAILDIR_POLL, &mut errs);
             match m.path {
                 Some(p) => Some(SourceConfig::Maildir(MaildirConfig { path: abs(p), poll_interval })),
                 None => {

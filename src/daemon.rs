@@ -1,1 +1,442 @@
-//! (in progress)
+//! The daemon: the receive pipeline (one store transaction per message) and the
+//! long-running tasks: the source (inbox), the outbox sender, and the systemd
+//! watchdog. Shutdown is passed in as a [`CancellationToken`]; the message in
+//! hand finishes.
+//!
+//! Side effects: everything the edges do (store, source, transport), plus
+//! sd_notify readiness and watchdog pings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::case::{self, Action, Context, KnownCase, case_id};
+use crate::clock::SharedClock;
+use crate::compose;
+use crate::config::{Config, SourceConfig};
+use crate::deadline;
+use crate::mail::{self, ParseLimits, Parsed};
+use crate::source::{self, Disposition, Handler};
+use crate::store::{self, OutMail, Store};
+use crate::transport::{SendError, Transport};
+
+/// Flag on stored team notifications: kept for threading, not listed as case mail.
+pub const TEAM_NOTICE_FLAG: &str = "team-notice";
+
+/// First retry delay of a failed send; doubles up to [`SEND_RETRY_MAX`].
+const SEND_RETRY_START: Duration = Duration::from_secs(30);
+const SEND_RETRY_MAX: Duration = Duration::from_secs(3600);
+/// How many queued mails one sender pass takes.
+const SEND_BATCH: usize = 32;
+/// Longest the sender sleeps without looking at the queue (clock jumps, missed
+/// notifications).
+const SENDER_IDLE_MAX: Duration = Duration::from_secs(60);
+
+/// The receive pipeline: raw bytes in, effects committed, disposition out.
+#[derive(Clone)]
+pub struct Pipeline {
+    cfg: Arc<Config>,
+    store: Store,
+    clock: SharedClock,
+    /// Woken when mail is queued, so acks leave at once.
+    outbox: Arc<Notify>,
+}
+
+/// What one message got (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub disposition: Disposition,
+    /// The case it ended up on, if any.
+    pub case: Option<i64>,
+    /// Whether this was a repeat of a message already processed.
+    pub duplicate: bool,
+    /// Short description of what was done.
+    pub summary: String,
+}
+
+impl Pipeline {
+    pub fn new(cfg: Arc<Config>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Self {
+        Pipeline { cfg, store, clock, outbox }
+    }
+
+    /// Process one message; on return its effects are committed.
+    pub async fn handle(&self, raw: Vec<u8>) -> Result<Outcome> {
+        let this = self.clone();
+        let outcome = self.store.call(move |conn| this.process(conn, &raw)).await?;
+        tracing::info!(
+            case = outcome.case.map(|n| case_id(&self.cfg.mailbox.case_prefix, n)).as_deref().unwrap_or("-"),
+            duplicate = outcome.duplicate,
+            "message processed: {}",
+            outcome.summary
+        );
+        self.outbox.notify_one();
+        Ok(outcome)
+    }
+
+    /// The [`Handler`] a source calls.
+    pub fn handler(self: &Arc<Self>) -> Handler {
+        let me = self.clone();
+        Arc::new(move |raw| {
+            let me = me.clone();
+            Box::pin(async move { Ok(me.handle(raw).await?.disposition) })
+        })
+    }
+
+    fn limits(&self) -> ParseLimits {
+        let l = &self.cfg.limits;
+        ParseLimits {
+            max_message_size: l.max_message_size,
+            max_mime_depth: l.max_mime_depth,
+            max_mime_parts: l.max_mime_parts,
+        }
+    }
+
+    /// Parse, decide and perform, in one transaction.
+    pub fn process(&self, conn: &mut Connection, raw: &[u8]) -> Result<Outcome> {
+        let msg = mail::parse(raw, &self.limits());
+        let now = self.clock.now();
+        let tx = conn.transaction()?;
+        if store::message_seen(&tx, "in", &msg.dedupe_key)? {
+            return Ok(Outcome {
+                disposition: Disposition::Processed,
+                case: None,
+                duplicate: true,
+                summary: "already processed (duplicate delivery); nothing changed".into(),
+            });
+        }
+        let ctx = self.context(&tx, &msg, now)?;
+        let actions = case::decide(&msg, &ctx);
+        let outcome = self.perform(&tx, &msg, raw, &actions, now)?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn context(&self, c: &Connection, msg: &Parsed, now: DateTime<Utc>) -> Result<Context> {
+        let known = |id: i64| -> Result<Option<KnownCase>> {
+            Ok(store::get_case(c, id)?.map(|k| KnownCase { id: k.id, reporter: k.reporter }))
+        };
+        let by_reference = match store::case_for_message_ids(c, &msg.refs)? {
+            Some(id) => known(id)?,
+            None => None,
+        };
+        let by_tag = match mail::subject_tag(&msg.subject, &self.cfg.mailbox.case_prefix) {
+            Some(id) if by_reference.is_none() => known(id)?,
+            _ => None,
+        };
+        let auto_replies_last_hour = match msg.reply_address() {
+            Some(a) => store::auto_replies_since(c, a, now - chrono::Duration::hours(1))?,
+            None => 0,
+        };
+        Ok(Context {
+            by_reference,
+            by_tag,
+            own_message: self.is_own_message(c, msg)?,
+            sender_is_team: msg.from.as_deref().is_some_and(|f| self.cfg.team.is_member(f)),
+            auto_replies_last_hour,
+            auto_reply_limit: self.cfg.limits.auto_replies_per_sender_per_hour,
+        })
+    }
+
+    fn is_own_message(&self, c: &Connection, msg: &Parsed) -> Result<bool> {
+        if !msg.has_message_id {
+            return Ok(false);
+        }
+        let domain = self.cfg.mailbox.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if msg.message_id.starts_with("secmail.") && msg.message_id.ends_with(&format!("@{domain}")) {
+            return Ok(true);
+        }
+        Ok(c.query_row(
+            "SELECT 1 FROM messages WHERE direction = 'out' AND message_id = ?1",
+            [&msg.message_id],
+            |_| Ok(()),
+        )
+        .map(|_| true)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(false) } else { Err(e) })?)
+    }
+
+    fn perform(&self, c: &Connection, msg: &Parsed, raw: &[u8], actions: &[Action], now: DateTime<Utc>) -> Result<Outcome> {
+        let cfg = &*self.cfg;
+        let mut case: Option<i64> = None;
+        let mut summary: Vec<String> = Vec::new();
+        let mut stored = false;
+        let signature = "none";
+        let store_in = |case_id: Option<i64>, flags: &str| -> Result<()> {
+            store::insert_message(
+                c,
+                &store::NewMessage {
+                    case_id,
+                    direction: "in",
+                    message_id: &msg.message_id,
+                    dedupe_key: &msg.dedupe_key,
+                    from: msg.from.as_deref(),
+                    date: msg.date,
+                    subject: Some(&msg.subject),
+                    encrypted: msg.encrypted,
+                    signature,
+                    flags,
+                    raw,
+                },
+                now,
+            )?;
+            Ok(())
+        };
+        for a in actions {
+            match a {
+                Action::Ignore { reason } => {
+                    store_in(None, &format!("ignored: {reason}"))?;
+                    stored = true;
+                    summary.push(format!("ignored ({reason})"));
+                }
+                Action::OpenCase => {
+                    let reporter = msg.reply_address().or(msg.from.as_deref()).unwrap_or("(unknown)");
+                    let subject = if msg.subject.is_empty() { "(no subject)" } else { &msg.subject };
+                    let id = store::insert_case(c, reporter, subject, msg.encrypted, now)?;
+                    store_in(Some(id), msg.malformed.as_deref().map(|m| format!("malformed: {m}")).as_deref().unwrap_or(""))?;
+                    stored = true;
+                    store::add_event(c, id, now, "opened", msg.from.as_deref(), &format!("case opened by message <{}>", msg.message_id))?;
+                    for (kind, due) in deadline::on_open(&cfg.policy, now) {
+                        store::add_deadline(c, id, kind.as_str(), due)?;
+                    }
+                    case = Some(id);
+                    summary.push(format!("opened {}", case_id(&cfg.mailbox.case_prefix, id)));
+                }
+                Action::Append { case_id: id, flag } => {
+                    store_in(Some(*id), flag.as_deref().unwrap_or(""))?;
+                    stored = true;
+                    case = Some(*id);
+                    summary.push(format!("appended to {}", case_id(&cfg.mailbox.case_prefix, *id)));
+                }
+                Action::Event { kind, detail } => {
+                    if let Some(id) = case {
+                        store::add_event(c, id, now, kind, msg.from.as_deref(), detail)?;
+                    }
+                }
+                Action::Ack { to } => {
+                    let id = case.context("ack without a case")?;
+                    let row = store::get_case(c, id)?.context("case vanished")?;
+                    let due = store::deadlines(c, id)?
+                        .into_iter()
+                        .find(|d| d.kind == deadline::Kind::FirstResponse.as_str())
+                        .map(|d| d.due_at)
+                        .unwrap_or(now);
+                    let mid = compose::new_message_id(&cfg.mailbox.address);
+                    let m = compose::ack(cfg, &row, msg, to, due, mid, now)?;
+                    if self.queue(c, Some(id), format!("ack:{id}"), "ack", &m, "", now)? {
+                        store::record_auto_reply(c, to, now)?;
+                        store::add_event(c, id, now, "ack-queued", None, &format!("ack to {to} queued"))?;
+                        summary.push(format!("ack to {to} queued"));
+                    }
+                }
+                Action::Notify(notice) => {
+                    let id = case.context("notification without a case")?;
+                    let row = store::get_case(c, id)?.context("case vanished")?;
+                    for member in cfg.team.recipients() {
+                        let mid = compose::new_message_id(&cfg.mailbox.address);
+                        let m = compose::team_notice(cfg, &row, msg, notice, &member, mid, now)?;
+                        let decision = format!("notify:{}:{}", msg.dedupe_key, member.to_ascii_lowercase());
+                        self.queue(c, Some(id), decision, "team-notice", &m, TEAM_NOTICE_FLAG, now)?;
+                    }
+                    summary.push("team notified".into());
+                }
+            }
+        }
+        if !stored {
+            store_in(None, "")?;
+        }
+        Ok(Outcome {
+            disposition: Disposition::Processed,
+            case,
+            duplicate: false,
+            summary: summary.join(", "),
+        })
+    }
+
+    /// Queue a composed mail for a decision and record it as an outgoing message
+    /// (so replies to it thread). `false` if the decision was already queued.
+    #[allow(clippy::too_many_arguments)]
+    fn queue(&self, c: &Connection, case: Option<i64>, decision: String, kind: &str, m: &compose::Composed, flags: &str, now: DateTime<Utc>) -> Result<bool> {
+        let out = OutMail {
+            case_id: case,
+            decision,
+            kind: kind.into(),
+            message_id: m.message_id.clone(),
+            envelope_from: self.cfg.mailbox.address.clone(),
+            recipients: m.to.clone(),
+            raw: m.raw.clone(),
+        };
+        if !store::enqueue(c, &out, now)? {
+            return Ok(false);
+        }
+        store::insert_message(
+            c,
+            &store::NewMessage {
+                case_id: case,
+                direction: "out",
+                message_id: &m.message_id,
+                dedupe_key: &m.message_id,
+                from: Some(&self.cfg.mailbox.address),
+                date: Some(now),
+                subject: Some(&m.subject),
+                encrypted: false,
+                signature: "none",
+                flags,
+                raw: &m.raw,
+            },
+            now,
+        )?;
+        Ok(true)
+    }
+}
+
+/// The outbox sender: sends what is due, retries with backoff, records results.
+pub async fn outbox_sender(
+    cfg: Arc<Config>,
+    store: Store,
+    transport: Transport,
+    clock: SharedClock,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if let Err(err) = send_due(&cfg, &store, &transport, &clock).await {
+            tracing::warn!("outbox pass failed: {err:#}");
+        }
+        let next = store.call(|c| store::outbox_next_due(c)).await.ok().flatten();
+        let wait = match next {
+            Some(t) => (t - clock.now()).to_std().unwrap_or(Duration::ZERO).min(SENDER_IDLE_MAX),
+            None => SENDER_IDLE_MAX,
+        };
+        if wait.is_zero() && next.is_some() {
+            // More is due already (a batch was full); go again, but let shutdown in.
+            if shutdown.is_cancelled() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn send_due(cfg: &Config, store: &Store, transport: &Transport, clock: &SharedClock) -> Result<()> {
+    let now = clock.now();
+    let due = store.call(move |c| store::outbox_due(c, now, SEND_BATCH)).await?;
+    for row in due {
+        let res = transport.send(&row.envelope_from, &row.recipients, &row.raw).await;
+        let now = clock.now();
+        let prefix = cfg.mailbox.case_prefix.clone();
+        match res {
+            Ok(()) => {
+                let delay_ms = (now - row.created_at).num_milliseconds();
+                tracing::info!(kind = %row.kind, to = ?row.recipients, delay_ms, "mail sent");
+                store
+                    .call(move |c| {
+                        let tx = c.transaction()?;
+                        store::outbox_sent(&tx, row.id, now)?;
+                        if let (Some(id), "ack") = (row.case_id, row.kind.as_str()) {
+                            store::case_acknowledged(&tx, id, now)?;
+                            store::meet_deadlines(&tx, id, deadline::Kind::Ack.as_str(), now)?;
+                            store::add_event(&tx, id, now, "ack-sent", None, &format!("ack sent to {}", row.recipients.join(", ")))?;
+                        }
+                        tx.commit()?;
+                        Ok(())
+                    })
+                    .await?;
+            }
+            Err(SendError::Permanent(e)) => {
+                tracing::error!(kind = %row.kind, to = ?row.recipients, "mail rejected permanently: {e}");
+                store
+                    .call(move |c| {
+                        store::outbox_failed(c, row.id, now, &e)?;
+                        if let Some(id) = row.case_id {
+                            store::add_event(c, id, now, "send-failed", None, &format!("{} to {} rejected: {e}", row.kind, row.recipients.join(", ")))?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                let _ = prefix;
+            }
+            Err(SendError::Transient(e)) => {
+                let delay = SEND_RETRY_START
+                    .saturating_mul(1u32 << row.attempts.min(16))
+                    .min(SEND_RETRY_MAX);
+                let next = now + chrono::Duration::from_std(delay)?;
+                tracing::warn!(kind = %row.kind, attempt = row.attempts + 1, retry_in = ?delay, "send failed: {e}");
+                store.call(move |c| store::outbox_retry(c, row.id, next, &e)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run the daemon until `shutdown` is cancelled.
+pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<()> {
+    let cfg = Arc::new(cfg);
+    let store = Store::open(&cfg.store.path)?;
+    let transport = Transport::new(&cfg.transport)?;
+    let wake = Arc::new(Notify::new());
+    let pipeline = Arc::new(Pipeline::new(cfg.clone(), store.clone(), clock.clone(), wake.clone()));
+    let tracker = TaskTracker::new();
+
+    tracker.spawn(outbox_sender(cfg.clone(), store.clone(), transport, clock.clone(), wake, shutdown.clone()));
+
+    let handler = pipeline.handler();
+    let src_shutdown = shutdown.clone();
+    let source_cfg = cfg.source.clone();
+    let src_store = store.clone();
+    let src_stop = shutdown.clone();
+    tracker.spawn(async move {
+        let res = match source_cfg {
+            SourceConfig::Imap(c) => source::imap::run(c, src_store, handler, src_shutdown).await,
+            SourceConfig::Maildir(c) => source::maildir::run(c, handler, src_shutdown).await,
+        };
+        if let Err(err) = res {
+            tracing::error!("source stopped: {err:#}");
+            src_stop.cancel();
+        }
+    });
+
+    let watchdog = watchdog_interval();
+    tracing::info!(config = ?cfg.origin, "secmail running");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracker.close();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(watchdog.unwrap_or(Duration::from_secs(3600))) => {
+                if watchdog.is_some() {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("shutting down: finishing the message in hand");
+    tracker.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Half the systemd watchdog period, if one is set (sd_watchdog_enabled(3)).
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(Duration::from_micros(usec / 2))
+    } else {
+        None
+    }
+}
+
+/// Open the store for a CLI command.
+pub fn open_store(cfg: &Config) -> Result<Store> {
+    Store::open(&cfg.store.path).with_context(|| format!("opening the database {}", cfg.store.path.display()))
+}
