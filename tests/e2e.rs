@@ -1,0 +1,385 @@
+//! End-to-end: secmail driven the way its users drive it, against the real
+//! Dovecot and Postfix the harness starts on 127.0.0.1. A reporter sends a report
+//! over SMTP to security@; the test reads the ack from the reporter's mailbox over
+//! IMAP and checks the case with `secmail cases --json`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, secmail, servers, smtp_send, unique_addr, wait_for, write_secret};
+use mail_parser::MessageParser;
+use serde_json::Value;
+
+/// Generous: a cold CI machine, IDLE or a 1 s poll.
+const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One test's world: its own security@ mailbox, reporter and team member.
+struct World {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    security: String,
+    reporter: String,
+    member: String,
+    config: PathBuf,
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// IMAP STARTTLS + IDLE, SMTP submission with STARTTLS.
+    IdleStarttls,
+    /// IMAPS (implicit TLS) polling every second, SMTPS (implicit TLS).
+    PollImplicit,
+}
+
+fn world(tag: &str, mode: Mode) -> World {
+    let s = servers();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let security = unique_addr(&format!("security-{tag}"));
+    let reporter = unique_addr(&format!("reporter-{tag}"));
+    let member = unique_addr(&format!("alice-{tag}"));
+    let pass = write_secret(&dir, "mail.pass", s.password);
+    let ca = s.ca_file.display();
+    let (imap_port, imap_tls, idle, smtp_port, smtp_tls) = match mode {
+        Mode::IdleStarttls => (s.imap_port, "starttls", true, s.submission_port, "starttls"),
+        Mode::PollImplicit => (s.imaps_port, "implicit", false, s.smtps_port, "implicit"),
+    };
+    let text = format!(
+        r#"
+[mailbox]
+address = "{security}"
+case_prefix = "SEC"
+
+[store]
+path = "secmail.db"
+
+[imap]
+host = "127.0.0.1"
+port = {imap_port}
+tls = "{imap_tls}"
+username = "{security}"
+password_file = "{pass}"
+ca_file = "{ca}"
+idle = {idle}
+poll_interval = "1s"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "{smtp_tls}"
+username = "{security}"
+password_file = "{pass}"
+ca_file = "{ca}"
+
+[team]
+coordinator = "{member}"
+"#,
+        pass = pass.display()
+    );
+    let config = dir.join("secmail.toml");
+    std::fs::write(&config, text).unwrap();
+    World { _dir: tmp, dir, security, reporter, member, config }
+}
+
+fn report(from: &str, to: &str, subject: &str, msgid: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Reporter <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n\
+Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n{extra}\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+async fn inbox(user: &str) -> Vec<Vec<u8>> {
+    common::imap_fetch_all(user, "INBOX").await
+}
+
+/// Waits for `n` messages in the user's INBOX and returns them.
+async fn wait_for_mail(user: &str, n: usize, what: &str) -> Vec<Vec<u8>> {
+    wait_for(what, ACK_TIMEOUT, || async {
+        let m = inbox(user).await;
+        (m.len() >= n).then_some(m)
+    })
+    .await
+}
+
+fn cases_json(config: &Path, all: bool) -> Vec<Value> {
+    let out = secmail(config, if all { &["cases", "--all", "--json"] } else { &["cases", "--json"] });
+    assert!(out.status.success(), "cases --json failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).expect("cases --json prints JSON").as_array().unwrap().clone()
+}
+
+fn case_json(config: &Path, id: &str) -> Value {
+    let out = secmail(config, &["case", id, "--json"]);
+    assert!(out.status.success(), "case {id} --json failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn header(raw: &[u8], name: &str) -> String {
+    let m = MessageParser::default().parse(raw).expect("parseable mail");
+    m.header_raw(name).unwrap_or("").trim().to_string()
+}
+
+/// The full reporter journey in one mode: report → ack in the reporter's IMAP
+/// inbox with the right headers → case in `cases --json`; the team is told; the
+/// report is moved to the processed folder, nothing deleted.
+async fn report_gets_ack(mode: Mode, tag: &str) {
+    let w = world(tag, mode);
+    let mut d = Daemon::start(&w.config);
+    d.wait_for_log("secmail running", Duration::from_secs(30)).await;
+    let sent_at = Instant::now();
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Heap overflow in parser", &format!("r1.{tag}@example.test"), "", "Details: SECRET-POC")).await;
+    let acks = wait_for_mail(&w.reporter, 1, "the ack in the reporter's inbox").await;
+    println!("[measure] {tag}: SMTP delivery to ack in reporter's IMAP inbox: {:?}", sent_at.elapsed());
+    assert_eq!(acks.len(), 1);
+    let ack = &acks[0];
+    assert_eq!(header(ack, "Subject"), "[SEC-1] Re: Heap overflow in parser");
+    assert_eq!(header(ack, "Auto-Submitted"), "auto-replied");
+    assert_eq!(header(ack, "In-Reply-To"), format!("<r1.{tag}@example.test>"));
+    assert!(header(ack, "References").contains(&format!("<r1.{tag}@example.test>")));
+    assert!(header(ack, "From").contains(&w.security));
+    let text = String::from_utf8_lossy(ack);
+    assert!(!text.contains("SECRET-POC"), "the ack must never quote the report");
+
+    let notes = wait_for_mail(&w.member, 1, "the team notification").await;
+    assert!(header(&notes[0], "Subject").starts_with("[SEC-1] New report"));
+    assert!(!String::from_utf8_lossy(&notes[0]).contains("SECRET-POC"), "no plaintext report to the team");
+
+    let cases = wait_for("case acknowledged in cases --json", ACK_TIMEOUT, || async {
+        let c = cases_json(&w.config, false);
+        (c.len() == 1 && c[0]["acknowledged_at"].is_string()).then_some(c)
+    })
+    .await;
+    let c = &cases[0];
+    assert_eq!(c["id"], "SEC-1");
+    assert_eq!(c["state"], "acknowledged");
+    assert_eq!(c["reporter"], w.reporter.as_str());
+    assert_eq!(c["subject"], "Heap overflow in parser");
+    assert_eq!(c["encrypted"], false);
+    assert_eq!(c["messages"], 2, "the report and the ack");
+    let kinds: Vec<&str> = c["deadlines"].as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ack", "first-response"]);
+    assert_eq!(c["deadlines"][0]["state"], "met");
+    assert_eq!(c["deadlines"][1]["state"], "pending");
+    for k in ["severity", "handler", "first_response_at", "last_team_response_at", "opened_at", "escalations"] {
+        assert!(c.get(k).is_some(), "key {k} missing");
+    }
+    let detail = case_json(&w.config, "SEC-1");
+    assert!(detail["messages"][0]["text"].as_str().unwrap().contains("SECRET-POC"));
+    assert_eq!(detail["messages"][0]["direction"], "in");
+    assert_eq!(detail["messages"][1]["direction"], "out");
+    assert!(detail["events"].as_array().unwrap().iter().any(|e| e["kind"] == "ack-sent"));
+
+    // Filed, not deleted: INBOX empty, the report in the processed folder.
+    wait_for("security INBOX emptied", ACK_TIMEOUT, || async { inbox(&w.security).await.is_empty().then_some(()) }).await;
+    let processed = common::imap_fetch_all(&w.security, "secmail/processed").await;
+    assert_eq!(processed.len(), 1);
+    assert!(d.stop().success(), "clean exit on SIGTERM; log:\n{}", d.log());
+    let log = d.log();
+    assert!(!log.contains("SECRET-POC"), "report text in the log");
+    assert!(!log.contains(servers().password), "password in the log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_over_starttls_report_gets_an_ack() {
+    report_gets_ack(Mode::IdleStarttls, "idle").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn polling_over_implicit_tls_report_gets_an_ack() {
+    report_gets_ack(Mode::PollImplicit, "poll").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replies_thread_by_in_reply_to_and_by_subject_tag() {
+    let w = world("thread", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "SQL injection", "t1@example.test", "", "first")).await;
+    let acks = wait_for_mail(&w.reporter, 1, "the ack").await;
+    let m = MessageParser::default().parse(&acks[0]).unwrap();
+    let ack_id = m.message_id().unwrap().to_string();
+
+    // A reply to the ack: In-Reply-To only, subject without tag.
+    let extra = format!("In-Reply-To: <{ack_id}>\r\nReferences: <t1@example.test> <{ack_id}>\r\n");
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "more details", "t2@example.test", &extra, "second")).await;
+    // A new mail with only the tag in its subject.
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "[SEC-1] PoC attached", "t3@example.test", "", "third")).await;
+    // A stranger using the tag: appended but flagged.
+    let stranger = unique_addr("stranger");
+    smtp_send(&stranger, &[&w.security], &report(&stranger, &w.security, "Re: [SEC-1] me too", "t4@example.test", "", "fourth")).await;
+
+    let c = wait_for("four messages in from the reporter and the stranger on SEC-1", ACK_TIMEOUT, || async {
+        let c = case_json(&w.config, "SEC-1");
+        let ins = c["messages"].as_array().unwrap().iter().filter(|m| m["direction"] == "in").count();
+        (ins == 4).then_some(c)
+    })
+    .await;
+    assert_eq!(cases_json(&w.config, true).len(), 1, "no second case");
+    let flagged: Vec<&Value> = c["messages"].as_array().unwrap().iter().filter(|m| m["flags"] == "unknown-sender-tag").collect();
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0]["from"], stranger.as_str());
+    // Exactly one ack ever.
+    assert_eq!(inbox(&w.reporter).await.len(), 1);
+    // The team heard of the new case, two follow-ups and the flag: 4 notices.
+    let notes = wait_for_mail(&w.member, 4, "four team notices").await;
+    assert!(notes.iter().any(|n| header(n, "Subject").contains("FLAGGED")));
+    d.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_delivery_opens_no_second_case_and_sends_no_second_ack() {
+    let w = world("dup", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    let raw = report(&w.reporter, &w.security, "Path traversal", "dup1@example.test", "", "same");
+    smtp_send(&w.reporter, &[&w.security], &raw).await;
+    wait_for_mail(&w.reporter, 1, "the ack").await;
+    smtp_send(&w.reporter, &[&w.security], &raw).await;
+    // The second copy is processed (filed) too...
+    wait_for("both copies filed as processed", ACK_TIMEOUT, || async {
+        (common::imap_fetch_all(&w.security, "secmail/processed").await.len() == 2).then_some(())
+    })
+    .await;
+    d.wait_for_log("duplicate", Duration::from_secs(10)).await;
+    // ...and changed nothing.
+    assert_eq!(cases_json(&w.config, true).len(), 1);
+    assert_eq!(inbox(&w.reporter).await.len(), 1);
+    assert_eq!(case_json(&w.config, "SEC-1")["messages"].as_array().unwrap().len(), 2);
+    d.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_mid_stream_loses_nothing_and_sends_nothing_twice() {
+    let w = world("restart", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    let reporters: Vec<String> = (0..6).map(|i| unique_addr(&format!("rr{i}"))).collect();
+    for (i, r) in reporters.iter().enumerate().take(3) {
+        smtp_send(r, &[&w.security], &report(r, &w.security, &format!("Report {i}"), &format!("rs{i}.{r}"), "", "x")).await;
+    }
+    // Stop as soon as the first ack is out: the rest is mid-stream.
+    wait_for_mail(&reporters[0], 1, "first ack").await;
+    assert!(d.stop().success());
+    for (i, r) in reporters.iter().enumerate().skip(3) {
+        smtp_send(r, &[&w.security], &report(r, &w.security, &format!("Report {i}"), &format!("rs{i}.{r}"), "", "x")).await;
+    }
+    let mut d = Daemon::start(&w.config);
+    for r in &reporters {
+        wait_for_mail(r, 1, &format!("ack to {r}")).await;
+    }
+    wait_for("six acknowledged cases", ACK_TIMEOUT, || async {
+        let c = cases_json(&w.config, true);
+        (c.len() == 6 && c.iter().all(|c| c["acknowledged_at"].is_string())).then_some(())
+    })
+    .await;
+    d.stop();
+    for r in &reporters {
+        assert_eq!(inbox(r).await.len(), 1, "exactly one ack to {r}");
+    }
+    let log = std::fs::read_to_string(w.dir.join("secmail.log")).unwrap();
+    assert!(log.matches("SIGTERM received").count() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn automatic_mail_gets_no_answer() {
+    let w = world("auto", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    let ooo = report(&w.reporter, &w.security, "Out of office", "ooo@example.test", "Auto-Submitted: auto-replied\r\n", "away");
+    smtp_send(&w.reporter, &[&w.security], &ooo).await;
+    // Then a real report from the same person: its ack proves the first was handled.
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Real report", "real@example.test", "", "x")).await;
+    let acks = wait_for_mail(&w.reporter, 1, "the ack for the real report").await;
+    assert_eq!(header(&acks[0], "In-Reply-To"), "<real@example.test>");
+    wait_for("both filed", ACK_TIMEOUT, || async {
+        (common::imap_fetch_all(&w.security, "secmail/processed").await.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(inbox(&w.reporter).await.len(), 1, "no answer to the auto-reply");
+    assert_eq!(cases_json(&w.config, true).len(), 1);
+    d.stop();
+}
+
+#[tokio::test]
+async fn builtin_default_maildir_and_outbox_dir() {
+    // The quick start: no server at all.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let log = std::fs::File::create(root.join("log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secmail"))
+        .args(["--builtin", root.to_str().unwrap(), "run"])
+        .env_remove("SECMAIL_CONFIG")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let new = root.join("maildir/new");
+    wait_for("maildir created", Duration::from_secs(30), || async { new.is_dir().then_some(()) }).await;
+    std::fs::write(root.join("maildir/tmp/1.msg"), report("rita@example.org", "security@localhost", "XSS in search", "qs1@example.org", "", "poc")).unwrap();
+    std::fs::rename(root.join("maildir/tmp/1.msg"), new.join("1.msg")).unwrap();
+    // Garbage must be kept, not crash the daemon.
+    std::fs::write(new.join("2.msg"), [0xffu8, 0x00, 0xfe, 0x01]).unwrap();
+    let outbox = root.join("outbox");
+    let ack = wait_for("the ack .eml in outbox/", Duration::from_secs(30), || async {
+        std::fs::read_dir(&outbox).ok()?.filter_map(|e| e.ok()).map(|e| std::fs::read(e.path()).unwrap()).find(|raw| header(raw, "Auto-Submitted") == "auto-replied")
+    })
+    .await;
+    assert_eq!(header(&ack, "Subject"), "[SEC-1] Re: XSS in search");
+    wait_for("both messages filed into cur/", Duration::from_secs(30), || async {
+        (std::fs::read_dir(root.join("maildir/cur")).ok()?.count() == 2).then_some(())
+    })
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "daemon still running after garbage");
+    std::process::Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secmail"))
+        .args(["--builtin", root.to_str().unwrap(), "cases", "--all", "--json"])
+        .output()
+        .unwrap();
+    let cases: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The garbage has no From: a case is opened (a report is a report) but no ack.
+    assert_eq!(cases.as_array().unwrap().len(), 2, "{cases:#}");
+}
+
+#[test]
+fn a_broken_config_gives_one_line_per_problem_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bad.toml");
+    std::fs::write(&p, "[mailbox]\naddress = \"nope\"\n[imap]\nhost = \"mail.example.org\"\ntls = \"none\"\n[policy]\nfirst_response_within = \"two days\"\n").unwrap();
+    let out = secmail(&p, &["check-config", "--offline"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    for want in ["mailbox.address", "imap.tls", "imap.username", "imap.password_file", "policy.first_response_within", "no transport", "team"] {
+        assert_eq!(lines.iter().filter(|l| l.contains(want)).count(), 1, "{want} once in:\n{err}");
+    }
+    assert!(lines.iter().all(|l| l.starts_with("secmail: config: ")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_logs_in_to_imap_and_smtp() {
+    let w = world("check", Mode::IdleStarttls);
+    let out = secmail(&w.config, &["check-config"]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imap:") && stdout.contains("transport:"), "{stdout}");
+    // A wrong password is a clear failure.
+    write_secret(&w.dir, "mail.pass", "wrong");
+    let out = secmail(&w.config, &["check-config"]);
+    assert!(!out.status.success());
+    let _ = &w.member;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_is_a_consistent_copy() {
+    let w = world("backup", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Backup me", "b1@example.test", "", "x")).await;
+    wait_for_mail(&w.reporter, 1, "the ack").await;
+    let dest = w.dir.join("copy.db");
+    let out = secmail(&w.config, &["backup", dest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    d.stop();
+    let copy_cfg = w.dir.join("copy.toml");
+    let text = std::fs::read_to_string(&w.config).unwrap().replace("path = \"secmail.db\"", "path = \"copy.db\"");
+    std::fs::write(&copy_cfg, text).unwrap();
+    assert_eq!(cases_json(&copy_cfg, true).len(), 1);
+    let _ = &w.member;
+}
