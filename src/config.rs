@@ -961,6 +961,14 @@ coordinator = "alice@example.org"
     }
 
     #[test]
+    fn the_example_config_is_valid_but_for_its_secret_files() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).unwrap();
+        let e = Config::parse(&text, Path::new("/etc/secmail")).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(e.0.iter().all(|l| l.contains("password_file") && l.contains("cannot read")), "{e}");
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("50MiB"), Some(50 << 20));
         assert_eq!(parse_size("100 MB"), Some(100_000_000));

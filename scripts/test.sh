@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs secmail's whole test suite: unit tests, and integration tests against a
+# real Dovecot and Postfix that the harness starts on 127.0.0.1. Installs the
+# Debian packages it needs first (as root), and stops the servers it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+trap 'bash tests/harness/servers.sh stop >/dev/null 2>&1 || true' EXIT
+bash tests/harness/servers.sh start
+cargo build --locked --all-targets
+cargo test --locked --all-targets -- --nocapture 2>&1 | tee target/test-output.log | grep -vE '^\s*$' | grep -E '^(test |running|\[measure\]|SKIPPED|failures|---- |thread|test result|error)' || true
+# The pipeline above hides cargo's exit status; take it from the log.
+if grep -qE '^test result: FAILED|^error(\[|:)' target/test-output.log; then
+    echo "tests FAILED; full output in target/test-output.log" >&2
+    grep -E -A30 '^failures:' target/test-output.log | head -200 >&2 || true
+    exit 1
+fi
+grep -E '^test result:' target/test-output.log | awk '{p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}'
