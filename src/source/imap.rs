@@ -21,7 +21,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_imap::error::Error as ProtoError;
-use async_imap::imap_proto::{Response, ResponseCode, Status};
+use async_imap::extensions::idle::IdleResponse;
+use async_imap::imap_proto::{MailboxDatum, Response, ResponseCode, Status};
 use futures::TryStreamExt as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -177,6 +178,28 @@ pub async fn run(
     handler: Handler,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(cfg, store, handler, shutdown, false).await
+}
+
+/// [`run`] as if the server lacked MOVE (RFC 6851), so that the COPY + keyword
+/// fallback can be tested against a real server that has it. Not for production.
+#[doc(hidden)]
+pub async fn run_without_move(
+    cfg: ImapConfig,
+    store: Store,
+    handler: Handler,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with(cfg, store, handler, shutdown, true).await
+}
+
+async fn run_with(
+    cfg: ImapConfig,
+    store: Store,
+    handler: Handler,
+    shutdown: CancellationToken,
+    ignore_move: bool,
+) -> anyhow::Result<()> {
     let ctx = Ctx {
         cfg: &cfg,
         store: &store,
@@ -194,7 +217,10 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
         };
         let result = match connected {
-            Ok((session, caps)) => watch(session, &caps, &ctx, &mut backoff).await,
+            Ok((session, mut caps)) => {
+                caps.mv &= !ignore_move;
+                watch(session, &caps, &ctx, &mut backoff).await
+            }
             Err(e) => Err(e.into()),
         };
         match result {
@@ -332,7 +358,7 @@ async fn idle_once(
         let (wait, _stop) = idle.wait_with_timeout(period);
         tokio::select! {
             r = tokio::time::timeout(period, wait) => match r {
-                Ok(Ok(resp)) => format!("{resp:?}").chars().take(80).collect::<String>(),
+                Ok(Ok(resp)) => describe(&resp),
                 Ok(Err(e)) => return Err(protocol("IDLE", e)),
                 Err(_) => "timeout".to_string(),
             },
@@ -341,6 +367,21 @@ async fn idle_once(
     };
     debug!(after = ?started.elapsed(), "IMAP IDLE ended: {woke}");
     cmd("DONE (end of IDLE)", COMMAND_TIMEOUT, idle.done()).await
+}
+
+/// What ended an IDLE, for the debug log: the kind of response only, never data.
+fn describe(resp: &IdleResponse) -> String {
+    match resp {
+        IdleResponse::NewData(data) => match data.parsed() {
+            Response::MailboxData(MailboxDatum::Exists(n)) => format!("EXISTS {n}"),
+            Response::MailboxData(MailboxDatum::Recent(n)) => format!("RECENT {n}"),
+            Response::Expunge(n) => format!("EXPUNGE {n}"),
+            Response::Fetch(n, _) => format!("FETCH {n}"),
+            _ => "other server data".to_string(),
+        },
+        IdleResponse::Timeout => "timeout".to_string(),
+        IdleResponse::ManualInterrupt => "interrupted".to_string(),
+    }
 }
 
 /// One cycle over the folder: offer every message still there to the handler
