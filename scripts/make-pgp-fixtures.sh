@@ -191,7 +191,8 @@ inner_text MARKER-OLD-KEY | enc "$OLD" > "$T/a.asc"
 #     under --rfc2440 (it warns "encrypting without integrity protection").
 inner_text MARKER-NO-MDC | g --faked-system-time "$MSGTIME" --rfc2440 --cipher-algo AES256 --armor --encrypt -r "$TEAM" > "$T/a.asc" 2>/dev/null
 PACKETS=$(g --list-packets < "$T/a.asc" 2>/dev/null || true)
-case $PACKETS in *':encrypted data packet:'*) ;; *) echo "no SED packet produced" >&2; exit 1 ;; esac
+# --list-packets prints ":encrypted data packet:" for SEIPD too; the tag tells them apart.
+case $PACKETS in *' tag=9 '*) ;; *) echo "no SED packet (tag 9) produced" >&2; exit 1 ;; esac
 { hdr 'Mallory <reporter@example.test>' security@example.test 'Legacy encrypted' no-mdc
   echo "$PGPMIME_CT"; echo; pgpmime_body "$T/a.asc"; } | crlf > "$OUT/no-mdc.eml"
 
