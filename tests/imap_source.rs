@@ -531,3 +531,33 @@ async fn without_move_copies_and_marks_and_never_deletes() {
     assert_eq!(marked.len(), 4, "every original carries the keyword");
     assert!(deleted.is_empty(), "nothing is marked \\Deleted");
 }
+
+/// (9) `check_login` (for `secmail check-config`) over both TLS modes, and a
+/// wrong password reported as an authentication failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_login_reports_what_failed() {
+    let user = unique_addr("imap-check");
+    for tls in [Tls::Starttls, Tls::Implicit] {
+        let summary = imap::check_login(&config(&user, tls, true, Duration::from_secs(60)))
+            .await
+            .unwrap_or_else(|e| panic!("check_login over {tls:?}: {e:#}"));
+        println!("check_login ({tls:?}): {summary}");
+        assert!(
+            summary.contains("IDLE: yes") && summary.contains("MOVE: yes"),
+            "{summary}"
+        );
+    }
+    let mut wrong = config(&user, Tls::Starttls, true, Duration::from_secs(60));
+    wrong.password = Secret::new("not-the-password");
+    let e = imap::check_login(&wrong).await.unwrap_err();
+    let text = format!("{e:#}");
+    assert!(
+        matches!(
+            e.downcast_ref::<imap::ImapError>(),
+            Some(imap::ImapError::Auth { .. })
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password"), "{text}");
+    println!("wrong password: {text}");
+}
