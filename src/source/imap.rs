@@ -12,6 +12,9 @@
 //! folder in the store ([`Store::set_imap_sync`]). Logs neither message contents
 //! nor the password.
 //!
+//! Protocol rules cited below are from RFC 3501 (IMAP4rev1); RFC 9051 (IMAP4rev2)
+//! keeps them, and nothing here needs IMAP4rev2.
+//!
 //! Delivery is at least once: a message whose handler failed, whose MOVE failed,
 //! or that was in hand when the connection dropped is offered again on a later
 //! cycle; the pipeline dedupes.
