@@ -56,6 +56,9 @@ pub struct Context {
     pub auto_replies_last_hour: u32,
     /// `limits.auto_replies_per_sender_per_hour`.
     pub auto_reply_limit: u32,
+    /// The spam filter judged this message spam (only consulted for new mail:
+    /// a reply on a case always reaches the team).
+    pub spam: bool,
 }
 
 /// Why the team is being told.
@@ -87,6 +90,8 @@ pub enum Action {
     Ack { to: String },
     /// Tell the team.
     Notify(Notice),
+    /// Hold the message in quarantine: no case, no ack (SPEC §5.4).
+    Quarantine,
 }
 
 /// Decide what a message gets (SPEC §5).
@@ -113,6 +118,11 @@ pub fn decide(msg: &Parsed, ctx: &Context) -> Vec<Action> {
     }
     if let Some(c) = &ctx.by_tag {
         return on_case(msg, ctx, c, true);
+    }
+
+    // §5.4: new mail judged spam.
+    if ctx.spam {
+        return vec![Quarantine];
     }
 
     // §5.5: a new report.
@@ -177,6 +187,7 @@ mod tests {
             sender_is_team: false,
             auto_replies_last_hour: 0,
             auto_reply_limit: 5,
+            spam: false,
         }
     }
 
@@ -233,6 +244,14 @@ mod tests {
         assert_eq!(a[0], Action::Append { case_id: 7, flag: None });
         let a = decide(&msg(""), &Context { by_reference: Some(known), sender_is_team: true, ..ctx() });
         assert!(a.contains(&Action::Notify(Notice::UnverifiedTeamMail)));
+    }
+
+    #[test]
+    fn spam_is_held_but_never_a_reply_on_a_case() {
+        assert_eq!(decide(&msg(""), &Context { spam: true, ..ctx() }), vec![Action::Quarantine]);
+        let known = KnownCase { id: 2, reporter: "r@example.org".into() };
+        let a = decide(&msg(""), &Context { spam: true, by_reference: Some(known), ..ctx() });
+        assert_eq!(a[0], Action::Append { case_id: 2, flag: None });
     }
 
     #[test]

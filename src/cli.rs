@@ -66,6 +66,16 @@ pub enum Command {
     },
     /// Write a consistent online copy of the database to PATH.
     Backup { path: PathBuf },
+    /// What the spam filter held back.
+    Quarantine {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a held message into normal processing (a case and an ack).
+    Release {
+        /// Quarantine id, e.g. Q3 (or 3).
+        qid: String,
+    },
 }
 
 /// Parse arguments and run; errors are printed by `main`.
@@ -87,6 +97,8 @@ pub fn main() -> Result<ExitCode> {
         Command::CheckConfig { offline } => check_config(&cfg, offline),
         Command::Cases { all, json } => cases(&cfg, &*clock, all, json),
         Command::Case { id, json } => show_case(&cfg, &*clock, &id, json),
+        Command::Quarantine { json } => quarantine(&cfg, json),
+        Command::Release { qid } => release(cfg, clock, &qid),
         Command::Backup { path } => {
             daemon::open_store(&cfg)?.backup(&path)?;
             println!("backup written to {}", path.display());
@@ -371,6 +383,68 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
         println!("Subject: {}\n", m["subject"].as_str().unwrap_or(""));
         println!("{}", m["text"].as_str().unwrap_or(""));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quarantine(cfg: &Config, as_json: bool) -> Result<ExitCode> {
+    let rows = daemon::open_store(cfg)?.call_sync(|c| store::list_quarantine(c, None))?;
+    if as_json {
+        let arr: Vec<Value> = rows
+            .iter()
+            .map(|q| {
+                json!({
+                    "qid": format!("Q{}", q.qid),
+                    "from": q.from,
+                    "subject": q.subject,
+                    "score": q.score,
+                    "rules": serde_json::from_str::<Value>(&q.rules).unwrap_or(Value::Null),
+                    "held_at": rfc3339(q.held_at),
+                    "released_at": opt(q.released_at),
+                    "released_case": q.released_case.map(|n| case_id(&cfg.mailbox.case_prefix, n)),
+                    "released_by": q.released_by,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&arr)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("quarantine is empty");
+    }
+    for q in rows {
+        let status = match (q.released_at, q.released_case) {
+            (Some(at), Some(n)) => format!("released {} as {}", rfc3339(at), case_id(&cfg.mailbox.case_prefix, n)),
+            (Some(at), None) => format!("released {}", rfc3339(at)),
+            _ => "held".into(),
+        };
+        println!(
+            "Q{:<5} {}  score {:>5.1}  {:<30} {}\n       rules: {}  [{status}]",
+            q.qid,
+            rfc3339(q.held_at),
+            q.score,
+            q.from.as_deref().unwrap_or("(none)"),
+            q.subject.as_deref().unwrap_or(""),
+            crate::compose::rules_summary(&q.rules),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn release(cfg: Config, clock: SharedClock, qid: &str) -> Result<ExitCode> {
+    let Some(n) = qid.trim().trim_start_matches(['Q', 'q']).parse::<i64>().ok() else {
+        eprintln!("secmail: {qid:?} is not a quarantine id (expected Q<n>)");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let cfg = Arc::new(cfg);
+    let store = daemon::open_store(&cfg)?;
+    let by = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".into());
+    let pipeline = daemon::Pipeline::new(cfg.clone(), store.clone(), clock, Arc::new(tokio::sync::Notify::new()))?;
+    let outcome = store.call_sync(|c| pipeline.release(c, n, &format!("cli:{by}")))?;
+    println!(
+        "released Q{n}: {}{}",
+        outcome.summary,
+        "; the running daemon sends queued mail within seconds"
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,7 +17,7 @@ use crate::case::{Notice, case_id};
 use crate::config::Config;
 use crate::deadline;
 use crate::mail::Parsed;
-use crate::store::CaseRow;
+use crate::store::{CaseRow, QuarantineRow};
 
 /// A composed mail: what the outbox needs.
 #[derive(Debug, Clone)]
@@ -189,6 +189,55 @@ pub fn team_notice(
         .body(body)
         .context("building a team notification")?;
     Ok(Composed { message_id, to: vec![member.to_string()], subject, raw: m.formatted() })
+}
+
+/// The digest of messages held in quarantine since the last one (SPEC §5.4),
+/// to one team member. Spam subjects travelled in clear anyway; no body is shown.
+pub fn quarantine_digest(
+    cfg: &Config,
+    held: &[QuarantineRow],
+    member: &str,
+    message_id: String,
+    now: DateTime<Utc>,
+) -> Result<Composed> {
+    let subject = format!("secmail: {} message(s) held in quarantine", held.len());
+    let mut body = format!(
+        "These messages to {} were judged spam and held: no case was opened and no\n\
+         ack was sent. Nothing was deleted. To treat one as a report, run\n\n    \
+         secmail release QID\n\n",
+        cfg.mailbox.address
+    );
+    for q in held {
+        body.push_str(&format!(
+            "Q{:<6} {}  score {:>5.1}  from {}\n        subject: {}\n        rules: {}\n",
+            q.qid,
+            q.held_at.format("%Y-%m-%d %H:%M"),
+            q.score,
+            q.from.as_deref().unwrap_or("(none)"),
+            q.subject.as_deref().unwrap_or(""),
+            rules_summary(&q.rules),
+        ));
+    }
+    let m = Message::builder()
+        .from(mailbox(&cfg.mailbox.address, Some("secmail"))?)
+        .to(mailbox(member, None)?)
+        .subject(subject.clone())
+        .date(system_time(now))
+        .message_id(Some(format!("<{message_id}>")))
+        .raw_header(header("Auto-Submitted", "auto-generated"))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .context("building the quarantine digest")?;
+    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw: m.formatted() })
+}
+
+/// `rule (+score), ...` from the stored JSON list of rule hits.
+pub fn rules_summary(rules_json: &str) -> String {
+    let hits: Vec<serde_json::Value> = serde_json::from_str(rules_json).unwrap_or_default();
+    hits.iter()
+        .map(|h| format!("{} ({:+.1})", h["rule"].as_str().unwrap_or("?"), h["score"].as_f64().unwrap_or(0.0)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -226,6 +226,9 @@ pub struct SpamConfig {
     /// Use the shipped default rules in addition to `rules`.
     pub default_rules: bool,
     pub rules: Vec<SpamRuleConfig>,
+    /// How often the team gets a digest of newly held messages (none when
+    /// nothing was held).
+    pub digest_every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -358,6 +361,7 @@ struct RawPolicy {
 struct RawSpam {
     threshold: Option<f64>,
     default_rules: Option<bool>,
+    digest_every: Option<String>,
     rule: Option<Vec<RawSpamRule>>,
 }
 
@@ -643,6 +647,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         threshold: rs.threshold.unwrap_or(5.0),
         default_rules: rs.default_rules.unwrap_or(true),
         rules,
+        digest_every: duration("spam.digest_every", rs.digest_every, h(24), &mut errs),
     };
     if !spam.threshold.is_finite() || spam.threshold <= 0.0 {
         errs.push("spam.threshold: must be a positive number".into());

@@ -23,6 +23,7 @@ use crate::config::{Config, SourceConfig};
 use crate::deadline;
 use crate::mail::{self, ParseLimits, Parsed};
 use crate::source::{self, Disposition, Handler};
+use crate::spam::{SpamFilter, SpamInput, Verdict};
 use crate::store::{self, OutMail, Store};
 use crate::transport::{SendError, Transport};
 
@@ -36,12 +37,15 @@ const SEND_RETRY_MAX: Duration = Duration::from_secs(3600);
 const SEND_BATCH: usize = 32;
 /// Longest the sender sleeps without looking at the queue (clock jumps, missed
 /// notifications).
-const SENDER_IDLE_MAX: Duration = Duration::from_secs(60);
+/// Short, because the CLI (`secmail release`) queues mail from another process.
+const SENDER_IDLE_MAX: Duration = Duration::from_secs(2);
 
 /// The receive pipeline: raw bytes in, effects committed, disposition out.
 #[derive(Clone)]
 pub struct Pipeline {
     cfg: Arc<Config>,
+    /// Compiled once from `[spam]`.
+    spam: Arc<SpamFilter>,
     store: Store,
     clock: SharedClock,
     /// Woken when mail is queued, so acks leave at once.
@@ -61,8 +65,9 @@ pub struct Outcome {
 }
 
 impl Pipeline {
-    pub fn new(cfg: Arc<Config>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Self {
-        Pipeline { cfg, store, clock, outbox }
+    pub fn new(cfg: Arc<Config>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Result<Self> {
+        let spam = Arc::new(SpamFilter::new(&cfg.spam)?);
+        Ok(Pipeline { cfg, spam, store, clock, outbox })
     }
 
     /// Process one message; on return its effects are committed.
@@ -110,14 +115,49 @@ impl Pipeline {
                 summary: "already processed (duplicate delivery); nothing changed".into(),
             });
         }
-        let ctx = self.context(&tx, &msg, now)?;
+        let verdict = self.spam.judge(&SpamInput {
+            subject: Some(&msg.subject),
+            x_spam_flag: &msg.x_spam_flag,
+            x_spam_status: &msg.x_spam_status,
+            authentication_results: &msg.authentication_results,
+            encrypted: msg.encrypted,
+            on_existing_case: false,
+        });
+        let ctx = self.context(&tx, &msg, now, verdict.spam)?;
         let actions = case::decide(&msg, &ctx);
-        let outcome = self.perform(&tx, &msg, raw, &actions, now)?;
+        let outcome = self.perform(&tx, &msg, raw, &actions, None, Some(&verdict), now)?;
         tx.commit()?;
         Ok(outcome)
     }
 
-    fn context(&self, c: &Connection, msg: &Parsed, now: DateTime<Utc>) -> Result<Context> {
+    /// Release a quarantined message into normal processing (case + ack), as
+    /// `secmail release QID` and the `#release QID` team command do. `by` says
+    /// who released it (for the record).
+    pub fn release(&self, conn: &mut Connection, qid: i64, by: &str) -> Result<Outcome> {
+        let now = self.clock.now();
+        let tx = conn.transaction()?;
+        let q = store::get_quarantine(&tx, qid)?.with_context(|| format!("no quarantined message Q{qid}"))?;
+        if let Some(at) = q.released_at {
+            anyhow::bail!(
+                "Q{qid} was already released at {at}{}",
+                q.released_case.map(|n| format!(" as {}", case_id(&self.cfg.mailbox.case_prefix, n))).unwrap_or_default()
+            );
+        }
+        let raw = store::message_raw(&tx, q.message_pk)?;
+        let msg = mail::parse(&raw, &self.limits());
+        let ctx = self.context(&tx, &msg, now, false)?;
+        let actions = case::decide(&msg, &ctx);
+        let outcome = self.perform(&tx, &msg, &raw, &actions, Some(q.message_pk), None, now)?;
+        if let Some(id) = outcome.case {
+            store::add_event(&tx, id, now, "released", Some(by), &format!("released from quarantine (Q{qid}, score {:.1}) by {by}", q.score))?;
+        }
+        store::mark_released(&tx, qid, outcome.case, by, now)?;
+        tx.commit()?;
+        self.outbox.notify_one();
+        Ok(outcome)
+    }
+
+    fn context(&self, c: &Connection, msg: &Parsed, now: DateTime<Utc>, spam: bool) -> Result<Context> {
         let known = |id: i64| -> Result<Option<KnownCase>> {
             Ok(store::get_case(c, id)?.map(|k| KnownCase { id: k.id, reporter: k.reporter }))
         };
@@ -140,6 +180,7 @@ impl Pipeline {
             sender_is_team: msg.from.as_deref().is_some_and(|f| self.cfg.team.is_member(f)),
             auto_replies_last_hour,
             auto_reply_limit: self.cfg.limits.auto_replies_per_sender_per_hour,
+            spam,
         })
     }
 
@@ -160,13 +201,30 @@ impl Pipeline {
         .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(false) } else { Err(e) })?)
     }
 
-    fn perform(&self, c: &Connection, msg: &Parsed, raw: &[u8], actions: &[Action], now: DateTime<Utc>) -> Result<Outcome> {
+    /// Perform the actions. `existing` is the stored message being released
+    /// from quarantine (refiled instead of inserted).
+    #[allow(clippy::too_many_arguments)]
+    fn perform(
+        &self,
+        c: &Connection,
+        msg: &Parsed,
+        raw: &[u8],
+        actions: &[Action],
+        existing: Option<i64>,
+        verdict: Option<&Verdict>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
         let cfg = &*self.cfg;
         let mut case: Option<i64> = None;
         let mut summary: Vec<String> = Vec::new();
         let mut stored = false;
+        let mut disposition = Disposition::Processed;
         let signature = "none";
-        let store_in = |case_id: Option<i64>, flags: &str| -> Result<()> {
+        let store_in = |case_id: Option<i64>, flags: &str| -> Result<i64> {
+            if let Some(pk) = existing {
+                store::refile_message(c, pk, case_id, flags)?;
+                return Ok(pk);
+            }
             store::insert_message(
                 c,
                 &store::NewMessage {
@@ -183,8 +241,7 @@ impl Pipeline {
                     raw,
                 },
                 now,
-            )?;
-            Ok(())
+            )
         };
         for a in actions {
             match a {
@@ -233,6 +290,16 @@ impl Pipeline {
                         summary.push(format!("ack to {to} queued"));
                     }
                 }
+                Action::Quarantine => {
+                    let pk = store_in(None, "quarantined")?;
+                    let v = verdict.context("quarantine without a spam verdict")?;
+                    let rules: Vec<serde_json::Value> =
+                        v.matched.iter().map(|h| serde_json::json!({"rule": h.rule, "score": h.score})).collect();
+                    let qid = store::quarantine(c, pk, v.score, &serde_json::to_string(&rules)?, now)?;
+                    stored = true;
+                    disposition = Disposition::Quarantine;
+                    summary.push(format!("held as spam: Q{qid}, score {:.1} ({})", v.score, v.matched.iter().map(|h| h.rule.as_str()).collect::<Vec<_>>().join(", ")));
+                }
                 Action::Notify(notice) => {
                     let id = case.context("notification without a case")?;
                     let row = store::get_case(c, id)?.context("case vanished")?;
@@ -250,7 +317,7 @@ impl Pipeline {
             store_in(None, "")?;
         }
         Ok(Outcome {
-            disposition: Disposition::Processed,
+            disposition,
             case,
             duplicate: false,
             summary: summary.join(", "),
@@ -378,16 +445,83 @@ async fn send_due(cfg: &Config, store: &Store, transport: &Transport, clock: &Sh
     Ok(())
 }
 
+/// Meta key of the last quarantine digest time.
+const DIGEST_META: &str = "last_quarantine_digest";
+
+/// Sends the team a digest of newly held spam every `spam.digest_every`
+/// (nothing when nothing was held). The first period starts at first start.
+pub async fn digest_loop(cfg: Arc<Config>, store: Store, clock: SharedClock, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let wait = match digest_once(&cfg, &store, &clock).await {
+            Ok(next) => (next - clock.now()).to_std().unwrap_or(Duration::ZERO).max(Duration::from_millis(200)),
+            Err(err) => {
+                tracing::warn!("quarantine digest failed: {err:#}");
+                Duration::from_secs(60)
+            }
+        };
+        wake.notify_one();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Queue the digest if it is due; returns when the next one is due.
+async fn digest_once(cfg: &Arc<Config>, store: &Store, clock: &SharedClock) -> Result<DateTime<Utc>> {
+    let cfg = cfg.clone();
+    let now = clock.now();
+    store
+        .call(move |c| {
+            let every = chrono::Duration::from_std(cfg.spam.digest_every)?;
+            let tx = c.transaction()?;
+            let last = match store::meta_get(&tx, DIGEST_META)? {
+                Some(s) => store::parse_ts(&s)?,
+                None => {
+                    store::meta_set(&tx, DIGEST_META, &store::ts(now))?;
+                    tx.commit()?;
+                    return Ok(now + every);
+                }
+            };
+            if now < last + every {
+                return Ok(last + every);
+            }
+            let held = store::list_quarantine(&tx, Some(last))?;
+            if !held.is_empty() {
+                for member in cfg.team.recipients() {
+                    let mid = compose::new_message_id(&cfg.mailbox.address);
+                    let m = compose::quarantine_digest(&cfg, &held, &member, mid, now)?;
+                    let out = OutMail {
+                        case_id: None,
+                        decision: format!("digest:{}:{}", store::ts(now), member.to_ascii_lowercase()),
+                        kind: "digest".into(),
+                        message_id: m.message_id.clone(),
+                        envelope_from: cfg.mailbox.address.clone(),
+                        recipients: m.to.clone(),
+                        raw: m.raw,
+                    };
+                    store::enqueue(&tx, &out, now)?;
+                }
+                tracing::info!(held = held.len(), "quarantine digest queued");
+            }
+            store::meta_set(&tx, DIGEST_META, &store::ts(now))?;
+            tx.commit()?;
+            Ok(now + every)
+        })
+        .await
+}
+
 /// Run the daemon until `shutdown` is cancelled.
 pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -> Result<()> {
     let cfg = Arc::new(cfg);
     let store = Store::open(&cfg.store.path)?;
     let transport = Transport::new(&cfg.transport)?;
     let wake = Arc::new(Notify::new());
-    let pipeline = Arc::new(Pipeline::new(cfg.clone(), store.clone(), clock.clone(), wake.clone()));
+    let pipeline = Arc::new(Pipeline::new(cfg.clone(), store.clone(), clock.clone(), wake.clone())?);
     let tracker = TaskTracker::new();
 
-    tracker.spawn(outbox_sender(cfg.clone(), store.clone(), transport, clock.clone(), wake, shutdown.clone()));
+    tracker.spawn(outbox_sender(cfg.clone(), store.clone(), transport, clock.clone(), wake.clone(), shutdown.clone()));
+    tracker.spawn(digest_loop(cfg.clone(), store.clone(), clock.clone(), wake, shutdown.clone()));
 
     let handler = pipeline.handler();
     let src_shutdown = shutdown.clone();

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// The append-only migration ladder: entry `i` takes the schema from version `i`
 /// to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("tables.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql")];
 
 /// How long a writer waits for a lock held by another process (the CLI) before
 /// failing.
@@ -590,6 +590,112 @@ pub fn case_acknowledged(c: &Connection, id: i64, at: DateTime<Utc>) -> Result<(
                           state = CASE state WHEN 'new' THEN 'acknowledged' ELSE state END
          WHERE id = ?1",
         params![id, ts(at)],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- quarantine
+
+/// A message held as spam.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRow {
+    pub qid: i64,
+    pub message_pk: i64,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    pub score: f64,
+    /// JSON array of `{rule, score}`.
+    pub rules: String,
+    pub held_at: DateTime<Utc>,
+    pub released_at: Option<DateTime<Utc>>,
+    pub released_case: Option<i64>,
+    pub released_by: Option<String>,
+}
+
+/// Hold a stored message in quarantine; returns the QID.
+pub fn quarantine(c: &Connection, message_pk: i64, score: f64, rules_json: &str, now: DateTime<Utc>) -> Result<i64> {
+    c.execute(
+        "INSERT INTO quarantine (message_pk, score, rules, held_at) VALUES (?1, ?2, ?3, ?4)",
+        params![message_pk, score, rules_json, ts(now)],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+const QUARANTINE_SELECT: &str = "SELECT q.id, q.message_pk, m.from_addr, m.subject, q.score, q.rules, q.held_at,
+            q.released_at, q.released_case, q.released_by
+     FROM quarantine q JOIN messages m ON m.id = q.message_pk";
+
+fn quarantine_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(QuarantineRow, String, Option<String>)> {
+    Ok((
+        QuarantineRow {
+            qid: r.get(0)?,
+            message_pk: r.get(1)?,
+            from: r.get(2)?,
+            subject: r.get(3)?,
+            score: r.get(4)?,
+            rules: r.get(5)?,
+            held_at: Utc::now(),
+            released_at: None,
+            released_case: r.get(8)?,
+            released_by: r.get(9)?,
+        },
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn finish_quarantine((mut q, held, released): (QuarantineRow, String, Option<String>)) -> Result<QuarantineRow> {
+    q.held_at = parse_ts(&held)?;
+    q.released_at = opt_ts(released)?;
+    Ok(q)
+}
+
+/// Held messages, oldest first; with `since`, only those held after it and
+/// not released (for the digest).
+pub fn list_quarantine(c: &Connection, since: Option<DateTime<Utc>>) -> Result<Vec<QuarantineRow>> {
+    let (sql, arg) = match since {
+        Some(t) => (format!("{QUARANTINE_SELECT} WHERE q.held_at > ?1 AND q.released_at IS NULL ORDER BY q.id"), ts(t)),
+        None => (format!("{QUARANTINE_SELECT} WHERE ?1 = ?1 ORDER BY q.id"), String::new()),
+    };
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map([arg], quarantine_row)?;
+    rows.map(|r| finish_quarantine(r?)).collect()
+}
+
+pub fn get_quarantine(c: &Connection, qid: i64) -> Result<Option<QuarantineRow>> {
+    let row = c
+        .query_row(&format!("{QUARANTINE_SELECT} WHERE q.id = ?1"), [qid], quarantine_row)
+        .optional()?;
+    row.map(finish_quarantine).transpose()
+}
+
+pub fn mark_released(c: &Connection, qid: i64, case_id: Option<i64>, by: &str, now: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "UPDATE quarantine SET released_at = ?2, released_case = ?3, released_by = ?4 WHERE id = ?1",
+        params![qid, ts(now), case_id, by],
+    )?;
+    Ok(())
+}
+
+/// The raw bytes of a stored message.
+pub fn message_raw(c: &Connection, pk: i64) -> Result<Vec<u8>> {
+    Ok(c.query_row("SELECT raw FROM messages WHERE id = ?1", [pk], |r| r.get(0))?)
+}
+
+/// Point a stored message at a case and set its flags (release from quarantine).
+pub fn refile_message(c: &Connection, pk: i64, case_id: Option<i64>, flags: &str) -> Result<()> {
+    c.execute("UPDATE messages SET case_id = ?2, flags = ?3 WHERE id = ?1", params![pk, case_id, flags])?;
+    Ok(())
+}
+
+pub fn meta_get(c: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+pub fn meta_set(c: &Connection, key: &str, value: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+        params![key, value],
     )?;
     Ok(())
 }

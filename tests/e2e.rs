@@ -34,6 +34,11 @@ enum Mode {
 }
 
 fn world(tag: &str, mode: Mode) -> World {
+    world_with(tag, mode, "")
+}
+
+/// A world whose config ends with `extra` (more TOML sections).
+fn world_with(tag: &str, mode: Mode, extra: &str) -> World {
     let s = servers();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -75,6 +80,8 @@ ca_file = "{ca}"
 
 [team]
 coordinator = "{member}"
+
+{extra}
 "#,
         pass = pass.display()
     );
@@ -114,6 +121,12 @@ fn case_json(config: &Path, id: &str) -> Value {
     let out = secmail(config, &["case", id, "--json"]);
     assert!(out.status.success(), "case {id} --json failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `case ID --json`, or `None` while the case does not exist yet.
+fn try_case_json(config: &Path, id: &str) -> Option<Value> {
+    let out = secmail(config, &["case", id, "--json"]);
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
 fn header(raw: &[u8], name: &str) -> String {
@@ -382,4 +395,124 @@ async fn backup_is_a_consistent_copy() {
     std::fs::write(&copy_cfg, text).unwrap();
     assert_eq!(cases_json(&copy_cfg, true).len(), 1);
     let _ = &w.member;
+}
+
+// ---------------------------------------------------------------- spam and loops
+
+/// Waits until `n` messages sit in the security mailbox's `folder`.
+async fn wait_filed(w: &World, folder: &str, n: usize) {
+    wait_for(&format!("{n} message(s) in {folder}"), ACK_TIMEOUT, || async {
+        (common::imap_fetch_all(&w.security, folder).await.len() >= n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spam_is_held_without_ack_listed_digested_and_released_into_a_case() {
+    let w = world_with("spam", Mode::IdleStarttls, "[spam]\ndigest_every = \"3s\"\n");
+    let mut d = Daemon::start(&w.config);
+    d.wait_for_log("secmail running", Duration::from_secs(30)).await;
+    // One caught on its subject alone, one flagged upstream.
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Buy Viagra online, cheap pills, no prescription!!!", "s1@example.test", "", "buy")).await;
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Hello friend", "s2@example.test", "X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=12.3\r\n", "spam")).await;
+    wait_filed(&w, "secmail/quarantine", 2).await;
+    assert!(cases_json(&w.config, true).is_empty(), "no case for spam");
+    let out = secmail(&w.config, &["quarantine", "--json"]);
+    assert!(out.status.success());
+    let held: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(held[0]["qid"], "Q1");
+    assert!(held[0]["score"].as_f64().unwrap() >= 5.0);
+    assert!(!held[0]["rules"].as_array().unwrap().is_empty());
+    assert!(held[1]["rules"].as_array().unwrap().iter().any(|r| r["rule"] == "x-spam-flag"));
+
+    // The digest reaches the team.
+    let digest = wait_for("the quarantine digest", ACK_TIMEOUT, || async {
+        inbox(&w.member).await.into_iter().find(|m| header(m, "Subject").contains("held in quarantine"))
+    })
+    .await;
+    let text = String::from_utf8_lossy(&digest);
+    assert!(text.contains("Q1") && text.contains("Q2"), "{text}");
+    assert!(inbox(&w.reporter).await.is_empty(), "no ack for spam (backscatter)");
+
+    // Release: a case and an ack, as for any report.
+    let out = secmail(&w.config, &["release", "Q2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let acks = wait_for_mail(&w.reporter, 1, "the ack after release").await;
+    assert_eq!(header(&acks[0], "In-Reply-To"), "<s2@example.test>");
+    let cases = cases_json(&w.config, true);
+    assert_eq!(cases.len(), 1);
+    let c = case_json(&w.config, "SEC-1");
+    assert!(c["events"].as_array().unwrap().iter().any(|e| e["kind"] == "released"));
+    // Releasing twice is refused.
+    assert!(!secmail(&w.config, &["release", "Q2"]).status.success());
+    let out = secmail(&w.config, &["quarantine", "--json"]);
+    let held: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(held[1]["released_case"], "SEC-1");
+    assert!(held[0]["released_at"].is_null());
+    d.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_out_of_office_reply_to_an_ack_starts_no_new_ack() {
+    let w = world("ooo", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "CSRF in settings", "o1@example.test", "", "x")).await;
+    let acks = wait_for_mail(&w.reporter, 1, "the ack").await;
+    let ack_id = MessageParser::default().parse(&acks[0]).unwrap().message_id().unwrap().to_string();
+    let extra = format!("Auto-Submitted: auto-replied\r\nIn-Reply-To: <{ack_id}>\r\nReferences: <{ack_id}>\r\n");
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Automatic reply: [SEC-1] Re: CSRF in settings", "o2@example.test", &extra, "I am away")).await;
+    wait_filed(&w, "secmail/processed", 2).await;
+    let c = case_json(&w.config, "SEC-1");
+    let msgs = c["messages"].as_array().unwrap();
+    assert!(msgs.iter().any(|m| m["flags"].as_str().unwrap_or("").starts_with("automatic")), "{c:#}");
+    assert_eq!(inbox(&w.reporter).await.len(), 1, "no second ack");
+    assert_eq!(cases_json(&w.config, true).len(), 1);
+    d.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_bounce_of_our_ack_lands_on_its_case() {
+    // The reporter's domain does not exist: Postfix bounces our ack back to
+    // security@ with a real DSN (multipart/report, empty return path).
+    let w = world("bounce", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    let ghost = "ghost@nowhere.invalid";
+    smtp_send(ghost, &[&w.security], &report(ghost, &w.security, "Open redirect", "b1@example.test", "", "x")).await;
+    let c = wait_for("the bounce recorded on SEC-1", ACK_TIMEOUT, || async {
+        let c = try_case_json(&w.config, "SEC-1")?;
+        c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["direction"] == "in" && m["flags"].as_str().unwrap_or("").starts_with("automatic"))
+            .then_some(c)
+    })
+    .await;
+    assert!(c["events"].as_array().unwrap().iter().any(|e| e["kind"] == "automatic-mail"));
+    assert_eq!(cases_json(&w.config, true).len(), 1, "the bounce opened no case");
+    d.stop();
+    let log = d.log();
+    assert_eq!(log.matches("kind=ack").count(), 1, "one ack, and no reply to the bounce:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_reports_from_one_sender_are_all_recorded_but_acks_are_rate_limited() {
+    let w = world("flood", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    for i in 0..20 {
+        smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, &format!("Finding number {i}: XSS"), &format!("f{i}.{}", w.reporter), "", "x")).await;
+    }
+    wait_filed(&w, "secmail/processed", 20).await;
+    let cases = cases_json(&w.config, true);
+    assert_eq!(cases.len(), 20, "every report recorded");
+    wait_for_mail(&w.reporter, 5, "five acks").await;
+    d.stop();
+    assert_eq!(inbox(&w.reporter).await.len(), 5, "at most 5 acks an hour to one sender");
+    let suppressed = (1..=20)
+        .filter(|n| {
+            case_json(&w.config, &format!("SEC-{n}"))["events"].as_array().unwrap().iter().any(|e| e["kind"] == "no-ack")
+        })
+        .count();
+    assert_eq!(suppressed, 15);
 }
