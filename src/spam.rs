@@ -532,6 +532,7 @@ mod tests {
             threshold: 5.0,
             default_rules: true,
             rules: Vec::new(),
+            digest_every: std::time::Duration::from_secs(24 * 3600),
         }
     }
 
