@@ -64,6 +64,27 @@ fn system_time(t: DateTime<Utc>) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(t.timestamp_millis().max(0) as u64)
 }
 
+/// The headers every mail of ours carries: From (our address, with `from_name`),
+/// To, Subject, Date, Message-ID and `Auto-Submitted` (RFC 3834 §5: `auto-replied`
+/// for answers, `auto-generated` for everything else).
+fn base(
+    cfg: &Config,
+    from_name: &str,
+    to: &str,
+    subject: &str,
+    message_id: &str,
+    auto_submitted: &'static str,
+    now: DateTime<Utc>,
+) -> Result<lettre::message::MessageBuilder> {
+    Ok(Message::builder()
+        .from(mailbox(&cfg.mailbox.address, Some(from_name))?)
+        .to(mailbox(to, None)?)
+        .subject(subject)
+        .date(system_time(now))
+        .message_id(Some(format!("<{message_id}>")))
+        .raw_header(header("Auto-Submitted", auto_submitted)))
+}
+
 /// Fill `{name}` placeholders; unknown ones are left as they are.
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     let mut out = template.to_string();
@@ -102,15 +123,9 @@ pub fn ack(
     );
     let mut refs: Vec<String> = msg.refs.iter().map(|r| format!("<{r}>")).collect();
     refs.push(format!("<{}>", msg.message_id));
-    let m = Message::builder()
-        .from(mailbox(&cfg.mailbox.address, Some(&cfg.mailbox.name))?)
-        .to(mailbox(to, None)?)
-        .subject(subject.clone())
-        .date(system_time(now))
-        .message_id(Some(format!("<{message_id}>")))
+    let m = base(cfg, &cfg.mailbox.name, to, &subject, &message_id, "auto-replied", now)?
         .in_reply_to(format!("<{}>", msg.message_id))
         .references(refs.join(" "))
-        .raw_header(header("Auto-Submitted", "auto-replied"))
         .raw_header(header("X-Auto-Response-Suppress", "All"))
         .raw_header(header("X-Secmail-Case", case_id(prefix, case.id)))
         .header(ContentType::TEXT_PLAIN)
@@ -176,14 +191,8 @@ pub fn team_notice(
              Read it on the secmail host with:\n\n    secmail case {id}\n"
         ));
     }
-    let m = Message::builder()
-        .from(mailbox(&cfg.mailbox.address, Some("secmail"))?)
-        .to(mailbox(member, None)?)
-        .subject(subject.clone())
-        .date(system_time(now))
-        .message_id(Some(format!("<{message_id}>")))
+    let m = base(cfg, "secmail", member, &subject, &message_id, "auto-generated", now)?
         .references(format!("<{}>", msg.message_id))
-        .raw_header(header("Auto-Submitted", "auto-generated"))
         .raw_header(header("X-Secmail-Case", id))
         .header(ContentType::TEXT_PLAIN)
         .body(body)
@@ -218,13 +227,7 @@ pub fn quarantine_digest(
             rules_summary(&q.rules),
         ));
     }
-    let m = Message::builder()
-        .from(mailbox(&cfg.mailbox.address, Some("secmail"))?)
-        .to(mailbox(member, None)?)
-        .subject(subject.clone())
-        .date(system_time(now))
-        .message_id(Some(format!("<{message_id}>")))
-        .raw_header(header("Auto-Submitted", "auto-generated"))
+    let m = base(cfg, "secmail", member, &subject, &message_id, "auto-generated", now)?
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .context("building the quarantine digest")?;
