@@ -440,11 +440,7 @@ fn release(cfg: Config, clock: SharedClock, qid: &str) -> Result<ExitCode> {
     let by = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".into());
     let pipeline = daemon::Pipeline::new(cfg.clone(), store.clone(), clock, Arc::new(tokio::sync::Notify::new()))?;
     let outcome = store.call_sync(|c| pipeline.release(c, n, &format!("cli:{by}")))?;
-    println!(
-        "released Q{n}: {}{}",
-        outcome.summary,
-        "; the running daemon sends queued mail within seconds"
-    );
+    println!("released Q{n}: {}; the running daemon sends queued mail within seconds", outcome.summary);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -435,8 +435,7 @@ impl Config {
     /// The built-in default: a local Maildir in, `.eml` files out, SQLite beside
     /// them, all under `dir`. Needs no outside server (quick start).
     pub fn builtin(dir: &Path) -> Result<Config, ConfigErrors> {
-        let text = format!(
-            r#"
+        let text = r#"
 [mailbox]
 address = "security@localhost"
 [store]
@@ -448,9 +447,8 @@ poll_interval = "1s"
 path = "outbox"
 [team]
 coordinator = "coordinator@localhost"
-"#
-        );
-        let mut cfg = Config::parse(&text, dir)?;
+"#;
+        let mut cfg = Config::parse(text, dir)?;
         cfg.origin = None;
         Ok(cfg)
     }
