@@ -112,22 +112,34 @@ fn walk(
     };
     match &part.body {
         PartType::Multipart(children) => {
+            let parts: Vec<&MessagePart<'_>> =
+                children.iter().filter_map(|c| msg.part(*c)).collect();
             if is_type(part, "multipart", "encrypted") {
                 // RFC 3156 §4: the control part (application/pgp-encrypted) and
-                // the ciphertext (application/octet-stream), in that order.
-                if let Some(data) = children
+                // the ciphertext (application/octet-stream), in that order; some
+                // clients mislabel the second, so fall back to it by position.
+                let ciphertext = parts
                     .iter()
-                    .filter_map(|c| msg.part(*c))
                     .find(|c| is_type(c, "application", "octet-stream"))
-                    .map(|c| c.contents().to_vec())
-                {
-                    items.push(Item {
-                        data,
+                    .or_else(|| parts.get(1));
+                match ciphertext {
+                    Some(c) => items.push(Item {
+                        data: c.contents().to_vec(),
                         kind: Kind::PgpMime,
                         filename: None,
                         sure: true,
-                    });
+                    }),
+                    None => return Err("multipart/encrypted without an encrypted part".into()),
                 }
+                return Ok(());
+            }
+            if let Some(data) = exchange_mangled(&parts) {
+                items.push(Item {
+                    data,
+                    kind: Kind::PgpMime,
+                    filename: None,
+                    sure: true,
+                });
                 return Ok(());
             }
             if is_type(part, "multipart", "alternative") {
@@ -189,6 +201,28 @@ fn walk(
         PartType::Message(_) => {}
     }
     Ok(())
+}
+
+/// Microsoft Exchange rewrites PGP/MIME into `multipart/mixed` { empty text,
+/// `application/pgp-encrypted` "Version: 1", `application/octet-stream`
+/// `encrypted.asc` }. The content is still a PGP/MIME entity, so it is treated as
+/// one (as Enigmail and Thunderbird do).
+fn exchange_mangled(parts: &[&MessagePart<'_>]) -> Option<Vec<u8>> {
+    let control = parts.iter().any(|p| {
+        is_type(p, "application", "pgp-encrypted")
+            && String::from_utf8_lossy(p.contents())
+                .trim()
+                .eq_ignore_ascii_case("Version: 1")
+    });
+    if !control {
+        return None;
+    }
+    parts
+        .iter()
+        .find(|p| {
+            is_type(p, "application", "octet-stream") && find(p.contents(), BEGIN_MESSAGE).is_some()
+        })
+        .map(|p| p.contents().to_vec())
 }
 
 fn inline_items(text: &[u8], part: &MessagePart<'_>, items: &mut Vec<Item>) {
@@ -516,7 +550,7 @@ fn decrypted_name(name: &str) -> String {
 }
 
 /// Base64 (RFC 2045 §6.8) in 76-character CRLF lines.
-fn base64_lines(data: &[u8]) -> Vec<u8> {
+pub(super) fn base64_lines(data: &[u8]) -> Vec<u8> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 38 + 4);
     let mut line = 0;

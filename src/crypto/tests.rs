@@ -228,6 +228,60 @@ fn html_alternative_decrypts_once() {
 }
 
 #[test]
+fn html_only_body_decrypts() {
+    // The HTML alternative alone (armor inside <pre> with <br> line ends).
+    let raw = String::from_utf8(fixture("html-alternative.eml")).unwrap();
+    let start = raw.find("--alt\r\nContent-Type: text/plain").unwrap();
+    let end = raw.find("--alt\r\nContent-Type: text/html").unwrap();
+    let html_only = format!("{}{}", &raw[..start], &raw[end..]);
+    match decrypt_message(
+        html_only.as_bytes(),
+        &team(),
+        &[],
+        &CryptoLimits::default(),
+        now(),
+    ) {
+        Decryption::Decrypted { inner, .. } => {
+            assert!(body_text(&String::from_utf8(inner).unwrap()).contains("MARKER-HTML-ALT:"))
+        }
+        other => panic!("expected Decrypted, got {other:?}"),
+    }
+}
+
+#[test]
+fn exchange_mangled_pgp_mime_is_pgp_mime() {
+    // What Exchange makes of pgpmime-encrypted.eml: multipart/mixed with the
+    // control part and the ciphertext as base64 attachments.
+    let raw = String::from_utf8(fixture("pgpmime-encrypted.eml")).unwrap();
+    let start = raw.find("-----BEGIN PGP MESSAGE-----").unwrap();
+    let end = raw.find("-----END PGP MESSAGE-----").unwrap() + 25;
+    let armor = mime::base64_lines(raw[start..end].as_bytes());
+    let mut mangled = b"From: reporter@example.test\r\nTo: security@example.test\r\n\
+        Subject: Encrypted report\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n\
+        --x\r\nContent-Type: text/plain; charset=\"us-ascii\"\r\n\r\n\r\n\
+        --x\r\nContent-Type: application/pgp-encrypted; name=\"PGPMIME version identification\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\nVmVyc2lvbjogMQ0K\r\n\
+        --x\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+        Content-Disposition: attachment; filename=\"encrypted.asc\"\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    mangled.extend_from_slice(&armor);
+    mangled.extend_from_slice(b"--x--\r\n");
+    match decrypt_message(&mangled, &team(), &[], &CryptoLimits::default(), now()) {
+        Decryption::Decrypted { inner, inline, .. } => {
+            assert!(!inline);
+            assert!(
+                String::from_utf8(inner)
+                    .unwrap()
+                    .contains("MARKER-PGPMIME:")
+            );
+        }
+        other => panic!("expected Decrypted, got {other:?}"),
+    }
+}
+
+#[test]
 fn pgp_mime_nested_in_alternative_and_mixed() {
     let (inner, _, inline) = decrypted("pgpmime-in-alternative.eml", &[]);
     assert!(inner.contains("MARKER-PGPMIME-ALT:"));
