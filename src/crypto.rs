@@ -623,8 +623,6 @@ fn decrypt_one(
         keys,
         certs,
         status: SignatureStatus::None,
-        recipients: Vec::new(),
-        password_only: false,
     };
     let buffer = usize::try_from(budget.saturating_add(1))
         .unwrap_or(usize::MAX)
@@ -684,16 +682,21 @@ fn explain(e: anyhow::Error) -> String {
     format!("decryption failed ({text})")
 }
 
+/// Raised by [`Helper::decrypt`] when no team key opens any session key, so the
+/// reason (which key ids the sender used) reaches the team unchanged.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct NotForUs(String);
 
+/// What sequoia's streaming decryptor/verifier asks for: secret keys to open the
+/// session key, certificates to check signatures, and where to put the verdict.
 struct Helper<'a> {
+    /// Tried in order for each PKESK (empty when only verifying).
     keys: &'a TeamKeys,
+    /// Certificates that may have signed (`verify_with` plus keys in the message).
     certs: &'a [Cert],
+    /// Set by `check` once the whole message has been read.
     status: SignatureStatus,
-    recipients: Vec<String>,
-    password_only: bool,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -751,9 +754,10 @@ impl DecryptionHelper for Helper<'_> {
         sym_algo: Option<SymmetricAlgorithm>,
         decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
     ) -> openpgp::Result<Option<Cert>> {
+        let mut recipients = Vec::new();
         for pkesk in pkesks {
             let recipient = pkesk.recipient();
-            self.recipients.push(match &recipient {
+            recipients.push(match &recipient {
                 Some(r) => r.to_hex(),
                 None => "anonymous recipient".into(),
             });
@@ -775,13 +779,12 @@ impl DecryptionHelper for Helper<'_> {
                 }
             }
         }
-        self.password_only = pkesks.is_empty() && !skesks.is_empty();
-        let reason = if self.password_only {
+        let reason = if pkesks.is_empty() && !skesks.is_empty() {
             "encrypted with a password, not to the team key".to_string()
         } else {
             format!(
                 "not encrypted to any team key (encrypted to {}; team key is {})",
-                self.recipients.join(", "),
+                recipients.join(", "),
                 self.keys.signing_fingerprint()
             )
         };
@@ -807,8 +810,6 @@ fn verify_detached(data: &[u8], sig: &[u8], certs: &[Cert], now: DateTime<Utc>) 
         keys: &EMPTY_KEYS,
         certs,
         status: SignatureStatus::Bad,
-        recipients: Vec::new(),
-        password_only: false,
     };
     let verifier =
         DetachedVerifierBuilder::from_bytes(sig).and_then(|b| b.with_policy(&p, sys(now), helper));
@@ -821,6 +822,7 @@ fn verify_detached(data: &[u8], sig: &[u8], certs: &[Cert], now: DateTime<Utc>) 
     v.into_helper().status
 }
 
+/// No secret keys: for the verify-only helper.
 static EMPTY_KEYS: TeamKeys = TeamKeys { keys: Vec::new() };
 
 // ------------------------------------------------------------- reporter keys

@@ -255,7 +255,7 @@ fn exchange_mangled_pgp_mime_is_pgp_mime() {
     let raw = String::from_utf8(fixture("pgpmime-encrypted.eml")).unwrap();
     let start = raw.find("-----BEGIN PGP MESSAGE-----").unwrap();
     let end = raw.find("-----END PGP MESSAGE-----").unwrap() + 25;
-    let armor = mime::base64_lines(raw[start..end].as_bytes());
+    let armor = mime::base64_lines(&raw.as_bytes()[start..end]);
     let mut mangled = b"From: reporter@example.test\r\nTo: security@example.test\r\n\
         Subject: Encrypted report\r\nMIME-Version: 1.0\r\n\
         Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n\
