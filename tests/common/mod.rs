@@ -12,7 +12,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::future::Future;
-use std::io::Write as _;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -89,20 +89,22 @@ pub fn servers() -> &'static Servers {
     static SERVERS: OnceLock<Servers> = OnceLock::new();
     SERVERS.get_or_init(|| {
         let script = repo_dir().join("tests/harness/servers.sh");
-        let out = Command::new("bash")
+        // Output goes to a file, not a pipe: were a server ever to inherit
+        // a pipe, reading it to EOF would wait as long as the server runs.
+        let mut output = tempfile::tempfile().expect("temp file");
+        let status = Command::new("bash")
             .arg(&script)
             .arg("start")
             .stdin(Stdio::null())
-            .output()
+            .stdout(output.try_clone().expect("dup"))
+            .stderr(output.try_clone().expect("dup"))
+            .status()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        if !out.status.success() {
-            panic!(
-                "{} start failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        if !status.success() {
+            let mut text = String::new();
+            output.seek(SeekFrom::Start(0)).expect("seek");
+            output.read_to_string(&mut text).expect("read output");
+            panic!("{} start failed ({status}):\n{text}", script.display());
         }
         let dir = std::env::var_os("SECMAIL_HARNESS_DIR")
             .map(PathBuf::from)
