@@ -96,16 +96,10 @@ ensure_vmail_user() {
     fi
 }
 
+# Installs missing Debian packages (quiet and fast when all are there).
+# Called under the start lock, so two test binaries never race on apt.
 ensure_tools() {
-    local missing=()
-    local t
-    for t in dovecot postfix postconf openssl flock; do
-        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        log "missing ${missing[*]}; running scripts/install-deps.sh"
-        "$REPO/scripts/install-deps.sh"
-    fi
+    "$REPO/scripts/install-deps.sh"
 }
 
 # CA + server certificate, generated once and kept across restarts so that
@@ -464,9 +458,9 @@ wait_ready() {
 }
 
 cmd_start() {
-    ensure_tools
     exec 9>"$DIR/.lock"
     flock 9
+    ensure_tools
     ensure_vmail_user
     ensure_certs
     local changed=1
