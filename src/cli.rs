@@ -18,6 +18,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{self, Config, ConfigErrors, SourceConfig};
 use crate::daemon::{self, TEAM_NOTICE_FLAG};
 use crate::deadline;
+use crate::keys::{Keys, Reading};
 use crate::mail::{self, ParseLimits};
 use crate::store::{self, CaseRow};
 use crate::transport::Transport;
@@ -167,6 +168,45 @@ fn check_config(cfg: &Config, offline: bool) -> Result<ExitCode> {
     );
     println!("mailbox: {} (cases {}-n)", cfg.mailbox.address, cfg.mailbox.case_prefix);
     println!("team: {}", cfg.team.recipients().join(", "));
+    let keys = match Keys::load(cfg) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("secmail: keys: {e:#}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let now = Utc::now();
+    match &keys.team {
+        None => println!("openpgp: no team key ([openpgp] secret_keys): encrypted reports cannot be read"),
+        Some(t) => {
+            for (i, k) in t.info(now).iter().enumerate() {
+                println!(
+                    "openpgp: team key {}{}: {} {}, expires {}",
+                    k.fingerprint,
+                    if i == 0 { " (signing)" } else { "" },
+                    k.algorithm,
+                    k.bits.map(|b| format!("{b} bits")).unwrap_or_default(),
+                    k.expires.map(rfc3339).unwrap_or_else(|| "never".into())
+                );
+                for w in &k.warnings {
+                    println!("warning: team key {}: {w}", k.fingerprint);
+                }
+            }
+        }
+    }
+    for m in &cfg.team.members {
+        match keys.member_cert(&m.address) {
+            Some(c) => println!("openpgp: member {} key {}", m.address, c.fingerprint().to_hex()),
+            None => println!(
+                "openpgp: member {} has no key_file: gets metadata only{}",
+                m.address,
+                if cfg.team.allow_plaintext_to_team { " (allow_plaintext_to_team: report text in clear!)" } else { "" }
+            ),
+        }
+    }
+    if !keys.reporter_keyring.is_empty() {
+        println!("openpgp: reporter keyring with {} key(s)", keys.reporter_keyring.len());
+    }
     if offline {
         return Ok(ExitCode::SUCCESS);
     }
@@ -305,6 +345,19 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
     };
     let store = daemon::open_store(cfg)?;
     let now = clock.now();
+    // Decrypt on read: the database holds ciphertext only (see README, Security).
+    let keys = match Keys::load(cfg) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("secmail: warning: cannot load the team keys, encrypted messages stay unread: {e:#}");
+            None
+        }
+    };
+    let crypto_limits = crate::crypto::CryptoLimits {
+        max_decrypted_size: cfg.limits.max_decrypted_size,
+        max_mime_depth: cfg.limits.max_mime_depth,
+        max_mime_parts: cfg.limits.max_mime_parts,
+    };
     let limits = ParseLimits {
         max_message_size: cfg.limits.max_message_size,
         max_mime_depth: cfg.limits.max_mime_depth,
@@ -322,7 +375,19 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
             .filter(|m| m.flags != TEAM_NOTICE_FLAG)
             .map(|m| {
                 let p = mail::parse(&m.raw, &limits);
-                let text = if p.encrypted { "[encrypted; not decrypted by this version]".to_string() } else { p.text };
+                let (text, protected_subject) = match (&keys, p.encrypted) {
+                    (_, false) => (p.text.clone(), None),
+                    (None, true) => ("[encrypted; the team key is not available to this user]".to_string(), None),
+                    (Some(k), true) => match crate::keys::read(&m.raw, true, k, &crypto_limits, now) {
+                        Reading::Decrypted { inner, .. } => {
+                            let i = mail::parse(&inner, &limits);
+                            let ps = (!i.subject.is_empty()).then(|| i.subject.clone());
+                            (i.text, ps)
+                        }
+                        Reading::Unreadable { reason, .. } => (format!("[encrypted; not decrypted: {reason}]"), None),
+                        Reading::Plain => (p.text.clone(), None),
+                    },
+                };
                 json!({
                     "message_id": m.message_id,
                     "from": m.from,
@@ -332,6 +397,7 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
                     "signature": m.signature,
                     "flags": m.flags,
                     "subject": p.subject,
+                    "protected_subject": protected_subject,
                     "text": text,
                 })
             })
@@ -438,7 +504,8 @@ fn release(cfg: Config, clock: SharedClock, qid: &str) -> Result<ExitCode> {
     let cfg = Arc::new(cfg);
     let store = daemon::open_store(&cfg)?;
     let by = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".into());
-    let pipeline = daemon::Pipeline::new(cfg.clone(), store.clone(), clock, Arc::new(tokio::sync::Notify::new()))?;
+    let keys = Arc::new(crate::keys::Keys::load(&cfg)?);
+    let pipeline = daemon::Pipeline::new(cfg.clone(), keys, store.clone(), clock, Arc::new(tokio::sync::Notify::new()))?;
     let outcome = store.call_sync(|c| pipeline.release(c, n, &format!("cli:{by}")))?;
     println!("released Q{n}: {}; the running daemon sends queued mail within seconds", outcome.summary);
     Ok(ExitCode::SUCCESS)

@@ -10,11 +10,12 @@ use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, Message, MessageBuilder};
 
 use crate::case::{Notice, case_id};
 use crate::config::Config;
+use crate::crypto::{self, Cert, TeamKeys};
 use crate::deadline;
 use crate::mail::Parsed;
 use crate::store::{CaseRow, QuarantineRow};
@@ -85,6 +86,34 @@ fn base(
         .raw_header(header("Auto-Submitted", auto_submitted)))
 }
 
+/// Encrypt a mail to this key and sign it with the team key (PGP/MIME, RFC 3156).
+#[derive(Clone, Copy)]
+pub struct Seal<'a> {
+    pub to: &'a Cert,
+    pub team: &'a TeamKeys,
+}
+
+/// Finish a message with a text body: plain text, or, with a [`Seal`], a
+/// PGP/MIME message whose encrypted entity carries the text and the protected
+/// `Subject` (which therefore may say more than the outer one).
+fn finish(b: MessageBuilder, body: String, protected_subject: &str, seal: Option<Seal<'_>>, now: DateTime<Utc>) -> Result<Vec<u8>> {
+    let Some(seal) = seal else {
+        return Ok(b.header(ContentType::TEXT_PLAIN).body(body)?.formatted());
+    };
+    let crlf = body.replace("\r\n", "\n").replace('\n', "\r\n");
+    let inner = format!(
+        "Content-Type: text/plain; charset=utf-8; protected-headers=\"v1\"\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\
+         Subject: {}\r\n\r\n{crlf}",
+        protected_subject.replace(['\r', '\n'], " ")
+    );
+    let (ct, sealed) = crypto::encrypt_and_sign_mime(inner.as_bytes(), std::slice::from_ref(seal.to), seal.team, now)?;
+    let ct = ContentType::parse(&ct).context("content type from the OpenPGP layer")?;
+    let body = Body::new_with_encoding(sealed, ContentTransferEncoding::SevenBit)
+        .map_err(|_| anyhow::anyhow!("PGP/MIME body is not 7-bit"))?;
+    Ok(b.header(ct).body(body)?.formatted())
+}
+
 /// Fill `{name}` placeholders; unknown ones are left as they are.
 pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     let mut out = template.to_string();
@@ -94,22 +123,44 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> String {
     out
 }
 
-/// The ack to the reporter of a new case (SPEC §5.5, RFC 3834 §3).
+/// How the report's encryption went, as the ack tells the reporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckNote<'a> {
+    /// Not encrypted, or nothing to say.
+    None,
+    /// Decrypted fine.
+    Decrypted,
+    /// Could not be read: ask to re-encrypt to this fingerprint (if any key).
+    Unreadable { team_fingerprint: Option<&'a str> },
+}
+
+/// The ack to the reporter of a new case (SPEC §5.5, RFC 3834 §3). With a
+/// `seal` it is encrypted to the reporter's key and signed by the team key.
+#[allow(clippy::too_many_arguments)]
 pub fn ack(
     cfg: &Config,
     case: &CaseRow,
     msg: &Parsed,
     to: &str,
     first_response_due: DateTime<Utc>,
+    note: AckNote<'_>,
+    seal: Option<Seal<'_>>,
     message_id: String,
     now: DateTime<Utc>,
 ) -> Result<Composed> {
     let prefix = &cfg.mailbox.case_prefix;
     let subject = case_subject(prefix, case.id, &msg.subject, true);
-    let fingerprint_note = if msg.encrypted {
-        "\nYour message was encrypted; the team will read it with the team key.\n".to_string()
-    } else {
-        String::new()
+    let fingerprint_note = match note {
+        AckNote::None => String::new(),
+        AckNote::Decrypted => "\nYour message was encrypted and has been decrypted with the team key.\n".to_string(),
+        AckNote::Unreadable { team_fingerprint: Some(fpr) } => format!(
+            "\nWe could NOT decrypt your message. Please send it again, encrypted to the\n\
+             team's OpenPGP key with fingerprint\n\n    {fpr}\n\n\
+             (and to no other key). Your original message has been kept.\n"
+        ),
+        AckNote::Unreadable { team_fingerprint: None } => "\nWe could NOT decrypt your message: this mailbox has no OpenPGP key configured.\n\
+             The team has been told and will contact you. Your original message has been kept.\n"
+            .to_string(),
     };
     let body = render(
         &cfg.mailbox.ack_template_text,
@@ -123,24 +174,38 @@ pub fn ack(
     );
     let mut refs: Vec<String> = msg.refs.iter().map(|r| format!("<{r}>")).collect();
     refs.push(format!("<{}>", msg.message_id));
-    let m = base(cfg, &cfg.mailbox.name, to, &subject, &message_id, "auto-replied", now)?
+    let b = base(cfg, &cfg.mailbox.name, to, &subject, &message_id, "auto-replied", now)?
         .in_reply_to(format!("<{}>", msg.message_id))
         .references(refs.join(" "))
         .raw_header(header("X-Auto-Response-Suppress", "All"))
-        .raw_header(header("X-Secmail-Case", case_id(prefix, case.id)))
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-        .context("building the ack")?;
-    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw: m.formatted() })
+        .raw_header(header("X-Secmail-Case", case_id(prefix, case.id)));
+    let raw = finish(b, body, &subject, seal, now).context("building the ack")?;
+    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw })
 }
 
-/// A notification to one team member about a message on a case.
+/// What the team may learn of a message's content.
+#[derive(Debug, Clone, Copy)]
+pub struct Content<'a> {
+    /// The readable text (decrypted, or the plain body).
+    pub text: &'a str,
+    /// The protected (inner) Subject, only ever put inside encryption.
+    pub protected_subject: Option<&'a str>,
+    /// One line on encryption and signature, e.g. "decrypted; signature good".
+    pub crypto: &'a str,
+}
+
+/// A notification to one team member about a message on a case. The message
+/// text goes only inside encryption to the member's key (`seal`), or in clear
+/// when `allow_plaintext_to_team` says so; otherwise metadata only.
+#[allow(clippy::too_many_arguments)]
 pub fn team_notice(
     cfg: &Config,
     case: &CaseRow,
     msg: &Parsed,
+    content: &Content<'_>,
     notice: &Notice,
     member: &str,
+    seal: Option<Seal<'_>>,
     message_id: String,
     now: DateTime<Utc>,
 ) -> Result<Composed> {
@@ -170,7 +235,9 @@ pub fn team_notice(
          Subject:    {subj}\n\
          Date:       {date}\n\
          Encrypted:  {enc}\n\
+         OpenPGP:    {crypto}\n\
          Message-ID: <{mid}>\n",
+        crypto = content.crypto,
         state = case.state,
         reporter = case.reporter,
         subj = msg.subject,
@@ -181,9 +248,12 @@ pub fn team_notice(
     if let Some(why) = &msg.malformed {
         body.push_str(&format!("Problem:    {why}\n"));
     }
-    if cfg.team.allow_plaintext_to_team && !msg.encrypted {
+    if seal.is_some() || cfg.team.allow_plaintext_to_team {
+        if let (Some(ps), Some(_)) = (content.protected_subject, seal) {
+            body.push_str(&format!("Protected subject: {ps}\n"));
+        }
         body.push_str("\n----- message text -----\n");
-        body.push_str(&msg.text);
+        body.push_str(content.text);
         body.push_str("\n----- end of message text -----\n");
     } else {
         body.push_str(&format!(
@@ -191,13 +261,11 @@ pub fn team_notice(
              Read it on the secmail host with:\n\n    secmail case {id}\n"
         ));
     }
-    let m = base(cfg, "secmail", member, &subject, &message_id, "auto-generated", now)?
+    let b = base(cfg, "secmail", member, &subject, &message_id, "auto-generated", now)?
         .references(format!("<{}>", msg.message_id))
-        .raw_header(header("X-Secmail-Case", id))
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-        .context("building a team notification")?;
-    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw: m.formatted() })
+        .raw_header(header("X-Secmail-Case", id));
+    let raw = finish(b, body, &subject, seal, now).context("building a team notification")?;
+    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw })
 }
 
 /// The digest of messages held in quarantine since the last one (SPEC §5.4),
@@ -276,7 +344,7 @@ mod tests {
     fn ack_is_an_rfc3834_reply_that_never_quotes() {
         let (cfg, case, msg) = setup();
         let now = case.opened_at;
-        let a = ack(&cfg, &case, &msg, "r@example.org", now, "id1@localhost".into(), now).unwrap();
+        let a = ack(&cfg, &case, &msg, "r@example.org", now, AckNote::None, None, "id1@localhost".into(), now).unwrap();
         let text = String::from_utf8(a.raw).unwrap();
         assert!(text.contains("Subject: [SEC-4] Re: Heap overflow"), "{text}");
         assert!(text.contains("Auto-Submitted: auto-replied"));
@@ -291,12 +359,13 @@ mod tests {
     fn team_notice_carries_no_text_unless_allowed() {
         let (mut cfg, case, msg) = setup();
         let now = case.opened_at;
-        let n = team_notice(&cfg, &case, &msg, &Notice::NewCase, "a@example.org", "n1@x".into(), now).unwrap();
+        let content = Content { text: &msg.text, protected_subject: None, crypto: "not encrypted" };
+        let n = team_notice(&cfg, &case, &msg, &content, &Notice::NewCase, "a@example.org", None, "n1@x".into(), now).unwrap();
         let text = String::from_utf8(n.raw).unwrap();
         assert!(text.contains("Subject: [SEC-4] New report: Heap overflow"));
         assert!(!text.contains("SECRET-DETAILS"));
         cfg.team.allow_plaintext_to_team = true;
-        let n = team_notice(&cfg, &case, &msg, &Notice::NewCase, "a@example.org", "n2@x".into(), now).unwrap();
+        let n = team_notice(&cfg, &case, &msg, &content, &Notice::NewCase, "a@example.org", None, "n2@x".into(), now).unwrap();
         assert!(String::from_utf8(n.raw).unwrap().contains("SECRET-DETAILS"));
     }
 

@@ -18,7 +18,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::case::{self, Action, Context, KnownCase, case_id};
 use crate::clock::SharedClock;
-use crate::compose;
+use crate::compose::{self, AckNote, Content, Seal};
+use crate::crypto::{self, Cert, CryptoLimits};
+use crate::keys::{self, Keys, Reading};
 use crate::config::{Config, SourceConfig};
 use crate::deadline;
 use crate::mail::{self, ParseLimits, Parsed};
@@ -44,12 +46,64 @@ const SENDER_IDLE_MAX: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Pipeline {
     cfg: Arc<Config>,
+    /// Team, member and reporter keys, loaded once.
+    keys: Arc<Keys>,
     /// Compiled once from `[spam]`.
     spam: Arc<SpamFilter>,
     store: Store,
     clock: SharedClock,
     /// Woken when mail is queued, so acks leave at once.
     outbox: Arc<Notify>,
+}
+
+/// A message as the pipeline sees it: the outer headers, what its encryption
+/// gave, and the decrypted entity parsed.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub msg: Parsed,
+    pub reading: Reading,
+    pub inner: Option<Parsed>,
+}
+
+impl Seen {
+    /// The readable text: decrypted, or the plain body.
+    pub fn text(&self) -> &str {
+        match &self.inner {
+            Some(i) => &i.text,
+            None => &self.msg.text,
+        }
+    }
+
+    /// The protected Subject from inside the encryption, if it has one. Used
+    /// inside secmail only; never put in a cleartext header.
+    pub fn protected_subject(&self) -> Option<&str> {
+        self.inner.as_ref().map(|i| i.subject.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// `none`, `good`, `bad` or `unknown-key` (SPEC §2).
+    pub fn signature(&self) -> &str {
+        match &self.reading {
+            Reading::Decrypted { signature, .. } => signature,
+            _ => "none",
+        }
+    }
+
+    /// Why the message could not be read, if it is encrypted and could not.
+    pub fn problem(&self) -> Option<&str> {
+        match &self.reading {
+            Reading::Unreadable { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// One line on encryption and signature for the team.
+    pub fn crypto_line(&self) -> String {
+        match &self.reading {
+            Reading::Plain => "not encrypted".into(),
+            Reading::Decrypted { signature, .. } => format!("decrypted; signature: {signature}"),
+            Reading::Unreadable { reason, .. } => format!("NOT decrypted: {reason}"),
+        }
+    }
 }
 
 /// What one message got (for logs and tests).
@@ -65,9 +119,29 @@ pub struct Outcome {
 }
 
 impl Pipeline {
-    pub fn new(cfg: Arc<Config>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Result<Self> {
+    pub fn new(cfg: Arc<Config>, keys: Arc<Keys>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Result<Self> {
         let spam = Arc::new(SpamFilter::new(&cfg.spam)?);
-        Ok(Pipeline { cfg, spam, store, clock, outbox })
+        Ok(Pipeline { cfg, keys, spam, store, clock, outbox })
+    }
+
+    fn crypto_limits(&self) -> CryptoLimits {
+        let l = &self.cfg.limits;
+        CryptoLimits {
+            max_decrypted_size: l.max_decrypted_size,
+            max_mime_depth: l.max_mime_depth,
+            max_mime_parts: l.max_mime_parts,
+        }
+    }
+
+    /// Parse a raw message and read its encryption.
+    pub fn see(&self, raw: &[u8], now: DateTime<Utc>) -> Seen {
+        let msg = mail::parse(raw, &self.limits());
+        let reading = keys::read(raw, msg.encrypted, &self.keys, &self.crypto_limits(), now);
+        let inner = match &reading {
+            Reading::Decrypted { inner, .. } => Some(mail::parse(inner, &self.limits())),
+            _ => None,
+        };
+        Seen { msg, reading, inner }
     }
 
     /// Process one message; on return its effects are committed.
@@ -104,8 +178,9 @@ impl Pipeline {
 
     /// Parse, decide and perform, in one transaction.
     pub fn process(&self, conn: &mut Connection, raw: &[u8]) -> Result<Outcome> {
-        let msg = mail::parse(raw, &self.limits());
         let now = self.clock.now();
+        let seen = self.see(raw, now);
+        let msg = &seen.msg;
         let tx = conn.transaction()?;
         if store::message_seen(&tx, "in", &msg.dedupe_key)? {
             return Ok(Outcome {
@@ -123,9 +198,9 @@ impl Pipeline {
             encrypted: msg.encrypted,
             on_existing_case: false,
         });
-        let ctx = self.context(&tx, &msg, now, verdict.spam)?;
-        let actions = case::decide(&msg, &ctx);
-        let outcome = self.perform(&tx, &msg, raw, &actions, None, Some(&verdict), now)?;
+        let ctx = self.context(&tx, &seen, now, verdict.spam)?;
+        let actions = case::decide(msg, &ctx);
+        let outcome = self.perform(&tx, &seen, raw, &actions, None, Some(&verdict), now)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -144,10 +219,10 @@ impl Pipeline {
             );
         }
         let raw = store::message_raw(&tx, q.message_pk)?;
-        let msg = mail::parse(&raw, &self.limits());
-        let ctx = self.context(&tx, &msg, now, false)?;
-        let actions = case::decide(&msg, &ctx);
-        let outcome = self.perform(&tx, &msg, &raw, &actions, Some(q.message_pk), None, now)?;
+        let seen = self.see(&raw, now);
+        let ctx = self.context(&tx, &seen, now, false)?;
+        let actions = case::decide(&seen.msg, &ctx);
+        let outcome = self.perform(&tx, &seen, &raw, &actions, Some(q.message_pk), None, now)?;
         if let Some(id) = outcome.case {
             store::add_event(&tx, id, now, "released", Some(by), &format!("released from quarantine (Q{qid}, score {:.1}) by {by}", q.score))?;
         }
@@ -157,7 +232,8 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    fn context(&self, c: &Connection, msg: &Parsed, now: DateTime<Utc>, spam: bool) -> Result<Context> {
+    fn context(&self, c: &Connection, seen: &Seen, now: DateTime<Utc>, spam: bool) -> Result<Context> {
+        let msg = &seen.msg;
         let known = |id: i64| -> Result<Option<KnownCase>> {
             Ok(store::get_case(c, id)?.map(|k| KnownCase { id: k.id, reporter: k.reporter }))
         };
@@ -165,7 +241,10 @@ impl Pipeline {
             Some(id) => known(id)?,
             None => None,
         };
-        let by_tag = match mail::subject_tag(&msg.subject, &self.cfg.mailbox.case_prefix) {
+        let prefix = &self.cfg.mailbox.case_prefix;
+        let tag = mail::subject_tag(&msg.subject, prefix)
+            .or_else(|| seen.protected_subject().and_then(|s| mail::subject_tag(s, prefix)));
+        let by_tag = match tag {
             Some(id) if by_reference.is_none() => known(id)?,
             _ => None,
         };
@@ -207,7 +286,7 @@ impl Pipeline {
     fn perform(
         &self,
         c: &Connection,
-        msg: &Parsed,
+        seen: &Seen,
         raw: &[u8],
         actions: &[Action],
         existing: Option<i64>,
@@ -219,8 +298,19 @@ impl Pipeline {
         let mut summary: Vec<String> = Vec::new();
         let mut stored = false;
         let mut disposition = Disposition::Processed;
-        let signature = "none";
+        let msg = &seen.msg;
+        let signature = seen.signature();
+        let crypto_flag = seen.problem().map(|p| format!("undecryptable: {p}"));
         let store_in = |case_id: Option<i64>, flags: &str| -> Result<i64> {
+            let joined;
+            let flags = match &crypto_flag {
+                Some(f) if flags.is_empty() => f.as_str(),
+                Some(f) => {
+                    joined = format!("{flags}; {f}");
+                    joined.as_str()
+                }
+                None => flags,
+            };
             if let Some(pk) = existing {
                 store::refile_message(c, pk, case_id, flags)?;
                 return Ok(pk);
@@ -260,6 +350,9 @@ impl Pipeline {
                     for (kind, due) in deadline::on_open(&cfg.policy, now) {
                         store::add_deadline(c, id, kind.as_str(), due)?;
                     }
+                    if let Some(p) = seen.problem() {
+                        store::add_event(c, id, now, "undecryptable", None, p)?;
+                    }
                     case = Some(id);
                     summary.push(format!("opened {}", case_id(&cfg.mailbox.case_prefix, id)));
                 }
@@ -282,8 +375,19 @@ impl Pipeline {
                         .find(|d| d.kind == deadline::Kind::FirstResponse.as_str())
                         .map(|d| d.due_at)
                         .unwrap_or(now);
+                    let fpr = self.keys.team.as_ref().map(|t| t.signing_fingerprint());
+                    let note = match &seen.reading {
+                        Reading::Plain => AckNote::None,
+                        Reading::Decrypted { .. } => AckNote::Decrypted,
+                        Reading::Unreadable { .. } => AckNote::Unreadable { team_fingerprint: fpr.as_deref() },
+                    };
+                    let reporter_key = self.reporter_key(seen, raw, to, now);
+                    let seal = match (&reporter_key, &self.keys.team) {
+                        (Some(k), Some(team)) => Some(Seal { to: k, team }),
+                        _ => None,
+                    };
                     let mid = compose::new_message_id(&cfg.mailbox.address);
-                    let m = compose::ack(cfg, &row, msg, to, due, mid, now)?;
+                    let m = compose::ack(cfg, &row, msg, to, due, note, seal, mid, now)?;
                     if self.queue(c, Some(id), format!("ack:{id}"), "ack", &m, "", now)? {
                         store::record_auto_reply(c, to, now)?;
                         store::add_event(c, id, now, "ack-queued", None, &format!("ack to {to} queued"))?;
@@ -303,9 +407,19 @@ impl Pipeline {
                 Action::Notify(notice) => {
                     let id = case.context("notification without a case")?;
                     let row = store::get_case(c, id)?.context("case vanished")?;
+                    let crypto_line = seen.crypto_line();
+                    let content = Content {
+                        text: seen.text(),
+                        protected_subject: seen.protected_subject(),
+                        crypto: &crypto_line,
+                    };
                     for member in cfg.team.recipients() {
+                        let seal = match (self.keys.member_cert(&member), &self.keys.team) {
+                            (Some(k), Some(team)) => Some(Seal { to: k, team }),
+                            _ => None,
+                        };
                         let mid = compose::new_message_id(&cfg.mailbox.address);
-                        let m = compose::team_notice(cfg, &row, msg, notice, &member, mid, now)?;
+                        let m = compose::team_notice(cfg, &row, msg, &content, notice, &member, seal, mid, now)?;
                         let decision = format!("notify:{}:{}", msg.dedupe_key, member.to_ascii_lowercase());
                         self.queue(c, Some(id), decision, "team-notice", &m, TEAM_NOTICE_FLAG, now)?;
                     }
@@ -321,6 +435,15 @@ impl Pipeline {
             case,
             duplicate: false,
             summary: summary.join(", "),
+        })
+    }
+
+    /// The reporter's key to encrypt to: from the keyring, the message, or
+    /// inside its encryption (SPEC §4).
+    fn reporter_key(&self, seen: &Seen, raw: &[u8], to: &str, now: DateTime<Utc>) -> Option<Cert> {
+        crypto::reporter_cert(raw, to, &self.keys.reporter_keyring, now).or_else(|| match &seen.reading {
+            Reading::Decrypted { inner, .. } => crypto::reporter_cert(inner, to, &[], now),
+            _ => None,
         })
     }
 
@@ -517,7 +640,11 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     let store = Store::open(&cfg.store.path)?;
     let transport = Transport::new(&cfg.transport)?;
     let wake = Arc::new(Notify::new());
-    let pipeline = Arc::new(Pipeline::new(cfg.clone(), store.clone(), clock.clone(), wake.clone())?);
+    let keys = Arc::new(Keys::load(&cfg)?);
+    if let Some(t) = &keys.team {
+        tracing::info!(fingerprint = %t.signing_fingerprint(), "team key loaded");
+    }
+    let pipeline = Arc::new(Pipeline::new(cfg.clone(), keys, store.clone(), clock.clone(), wake.clone())?);
     let tracker = TaskTracker::new();
 
     tracker.spawn(outbox_sender(cfg.clone(), store.clone(), transport, clock.clone(), wake.clone(), shutdown.clone()));

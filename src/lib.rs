@@ -10,6 +10,7 @@
 //! - [`source`]: where mail comes from: [`source::imap`] (IDLE or polling) and
 //!   [`source::maildir`].
 //! - [`transport`]: where mail goes: SMTP or a directory of `.eml` files.
+//! - [`keys`]: the OpenPGP key files a config names, loaded once.
 //! - [`tls`]: rustls client configs (built-in roots plus an optional CA file).
 //! - [`daemon`]: the tasks (inbox, outbox sender) and the per-message pipeline.
 //! - [`cli`]: the subcommands other than `run`.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod deadline;
+pub mod keys;
 pub mod mail;
 pub mod source;
 pub mod spam;
