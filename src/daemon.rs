@@ -133,8 +133,24 @@ impl Pipeline {
         }
     }
 
-    /// Parse a raw message and read its encryption.
+    /// Parse a raw message and read its encryption. A parser or decryption
+    /// library that panics on hostile input costs the message its parsing, not
+    /// the daemon: the raw bytes are kept on a case with the reason.
     pub fn see(&self, raw: &[u8], now: DateTime<Utc>) -> Seen {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.see_inner(raw, now))) {
+            Ok(seen) => seen,
+            Err(_) => {
+                tracing::error!(bytes = raw.len(), "parsing a message panicked; keeping it raw");
+                Seen {
+                    msg: mail::unparseable(raw, "secmail could not parse this message (parser failure); kept raw"),
+                    reading: Reading::Plain,
+                    inner: None,
+                }
+            }
+        }
+    }
+
+    fn see_inner(&self, raw: &[u8], now: DateTime<Utc>) -> Seen {
         let msg = mail::parse(raw, &self.limits());
         let reading = keys::read(raw, msg.encrypted, &self.keys, &self.crypto_limits(), now);
         let inner = match &reading {

@@ -84,10 +84,7 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
 
     let parser = MessageParser::default();
     let Some(msg) = parser.parse(to_parse) else {
-        out.malformed = Some("not an RFC 5322 message (no headers could be parsed)".into());
-        out.dedupe_key = hash(&[raw]);
-        out.message_id = format!("{}@secmail.invalid", &out.dedupe_key[..32]);
-        return out;
+        return unparseable(raw, "not an RFC 5322 message (no headers could be parsed)");
     };
 
     out.has_message_id = msg.message_id().is_some_and(|m| !m.trim().is_empty());
@@ -201,6 +198,18 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
         }
     }
     out
+}
+
+/// What is known of a message that could not be parsed at all: its bytes, a
+/// synthetic Message-ID from their hash, and why.
+pub fn unparseable(raw: &[u8], why: &str) -> Parsed {
+    let dedupe_key = hash(&[raw]);
+    Parsed {
+        message_id: format!("{}@secmail.invalid", &dedupe_key[..32]),
+        dedupe_key,
+        malformed: Some(why.to_string()),
+        ..Parsed::default()
+    }
 }
 
 /// RFC 3834 §2 and common practice: why this message is automatic, if it is.
