@@ -353,16 +353,8 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
             None
         }
     };
-    let crypto_limits = crate::crypto::CryptoLimits {
-        max_decrypted_size: cfg.limits.max_decrypted_size,
-        max_mime_depth: cfg.limits.max_mime_depth,
-        max_mime_parts: cfg.limits.max_mime_parts,
-    };
-    let limits = ParseLimits {
-        max_message_size: cfg.limits.max_message_size,
-        max_mime_depth: cfg.limits.max_mime_depth,
-        max_mime_parts: cfg.limits.max_mime_parts,
-    };
+    let crypto_limits = crate::keys::crypto_limits(&cfg.limits);
+    let limits = ParseLimits::from(&cfg.limits);
     let found = store.call_sync(|c| {
         let Some(row) = store::get_case(c, n)? else { return Ok(None) };
         let (mut v, _) = case_json(c, cfg, &row, now)?;

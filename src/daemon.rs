@@ -125,12 +125,7 @@ impl Pipeline {
     }
 
     fn crypto_limits(&self) -> CryptoLimits {
-        let l = &self.cfg.limits;
-        CryptoLimits {
-            max_decrypted_size: l.max_decrypted_size,
-            max_mime_depth: l.max_mime_depth,
-            max_mime_parts: l.max_mime_parts,
-        }
+        keys::crypto_limits(&self.cfg.limits)
     }
 
     /// Parse a raw message and read its encryption. A parser or decryption
@@ -184,12 +179,7 @@ impl Pipeline {
     }
 
     fn limits(&self) -> ParseLimits {
-        let l = &self.cfg.limits;
-        ParseLimits {
-            max_message_size: l.max_message_size,
-            max_mime_depth: l.max_mime_depth,
-            max_mime_parts: l.max_mime_parts,
-        }
+        ParseLimits::from(&self.cfg.limits)
     }
 
     /// Parse, decide and perform, in one transaction.

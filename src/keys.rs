@@ -64,6 +64,15 @@ impl Keys {
     }
 }
 
+/// The decryption bounds of `[limits]`.
+pub fn crypto_limits(l: &crate::config::LimitsConfig) -> CryptoLimits {
+    CryptoLimits {
+        max_decrypted_size: l.max_decrypted_size,
+        max_mime_depth: l.max_mime_depth,
+        max_mime_parts: l.max_mime_parts,
+    }
+}
+
 /// What reading an incoming message's encryption gave (SPEC §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reading {

@@ -63,6 +63,16 @@ pub struct ParseLimits {
     pub max_mime_parts: usize,
 }
 
+impl From<&crate::config::LimitsConfig> for ParseLimits {
+    fn from(l: &crate::config::LimitsConfig) -> Self {
+        ParseLimits {
+            max_message_size: l.max_message_size,
+            max_mime_depth: l.max_mime_depth,
+            max_mime_parts: l.max_mime_parts,
+        }
+    }
+}
+
 impl Default for ParseLimits {
     fn default() -> Self {
         ParseLimits { max_message_size: 50 << 20, max_mime_depth: 50, max_mime_parts: 1000 }
