@@ -24,7 +24,7 @@ fi
 
 cargo build --locked --bin secmail
 mkdir -p "$dir/maildir/new" "$dir/maildir/cur" "$dir/maildir/tmp"
-if [ -z "$(ls -A "$dir/maildir/new" "$dir/maildir/cur")" ]; then
+if [ -z "$(ls -A "$dir/maildir/new")" ] && [ -z "$(ls -A "$dir/maildir/cur")" ]; then
     # A first report so there is something to see at once.
     cat > "$dir/maildir/new/example-report.eml" <<'MAIL'
 From: Rita Reporter <rita@example.org>

@@ -77,9 +77,18 @@ pub fn stops_deadlines(case_state: &str) -> bool {
     matches!(case_state, "closed" | "disclosed" | "not-security" | "duplicate")
 }
 
-/// Human form of a duration for mail text ("2days", "48h" style from humantime).
+/// Human form of a duration for mail text: "5 days", "48 hours", "90 seconds"
+/// (the largest unit that divides it).
 pub fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        0 => (0, "second"),
+        _ if s % 86_400 == 0 => (s / 86_400, "day"),
+        _ if s % 3_600 == 0 => (s / 3_600, "hour"),
+        _ if s % 60 == 0 => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 #[cfg(test)]
@@ -97,6 +106,15 @@ mod tests {
             escalate_to: vec![],
             calendar: Calendar::AllDay,
         }
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(5 * 86_400)), "5 days");
+        assert_eq!(human(Duration::from_secs(48 * 3_600)), "2 days");
+        assert_eq!(human(Duration::from_secs(6 * 3_600)), "6 hours");
+        assert_eq!(human(Duration::from_secs(60)), "1 minute");
+        assert_eq!(human(Duration::from_secs(90)), "90 seconds");
     }
 
     #[test]
