@@ -695,11 +695,10 @@ fn validate_imap(
         }
     };
     let ca_file = i.ca_file.map(abs);
-    if let Some(ca) = &ca_file {
-        if !ca.is_file() {
+    if let Some(ca) = &ca_file
+        && !ca.is_file() {
             errs.push(format!("imap.ca_file: {} does not exist", ca.display()));
         }
-    }
     let poll_interval = duration("imap.poll_interval", i.poll_interval, DEFAULT_POLL, errs);
     Some(ImapConfig {
         host: host?,
@@ -736,11 +735,10 @@ fn validate_smtp(
         errs.push("smtp.password_file: missing (smtp.username is set)".into());
     }
     let ca_file = s.ca_file.map(abs);
-    if let Some(ca) = &ca_file {
-        if !ca.is_file() {
+    if let Some(ca) = &ca_file
+        && !ca.is_file() {
             errs.push(format!("smtp.ca_file: {} does not exist", ca.display()));
         }
-    }
     Some(SmtpConfig { host: host?, port, tls, username: s.username, password, ca_file })
 }
 
@@ -778,15 +776,13 @@ fn tls_mode(key: &str, v: Option<String>, default: Tls, host: Option<&str>, errs
             default
         }
     };
-    if mode == Tls::None {
-        if let Some(h) = host {
-            if !is_loopback(h) {
+    if mode == Tls::None
+        && let Some(h) = host
+            && !is_loopback(h) {
                 errs.push(format!(
                     "{key}: \"none\" is only allowed for loopback hosts, not {h:?} (credentials and reports would cross the network in clear)"
                 ));
             }
-        }
-    }
     mode
 }
 

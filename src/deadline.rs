@@ -83,9 +83,9 @@ pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     let (n, unit) = match s {
         0 => (0, "second"),
-        _ if s % 86_400 == 0 => (s / 86_400, "day"),
-        _ if s % 3_600 == 0 => (s / 3_600, "hour"),
-        _ if s % 60 == 0 => (s / 60, "minute"),
+        _ if s.is_multiple_of(86_400) => (s / 86_400, "day"),
+        _ if s.is_multiple_of(3_600) => (s / 3_600, "hour"),
+        _ if s.is_multiple_of(60) => (s / 60, "minute"),
         _ => (s, "second"),
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })

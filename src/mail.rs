@@ -247,18 +247,16 @@ fn automatic_reason(
     if !raw_all("X-Autoreply").is_empty() || !raw_all("X-Autorespond").is_empty() {
         return Some("X-Autoreply present".into());
     }
-    if let Some(ct) = msg.root_part().content_type() {
-        if ct.ctype().eq_ignore_ascii_case("multipart")
+    if let Some(ct) = msg.root_part().content_type()
+        && ct.ctype().eq_ignore_ascii_case("multipart")
             && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
         {
             return Some("delivery or disposition report (multipart/report)".into());
         }
-    }
-    if let Some(rp) = raw_all("Return-Path").last() {
-        if rp.trim() == "<>" {
+    if let Some(rp) = raw_all("Return-Path").last()
+        && rp.trim() == "<>" {
             return Some("empty return path (Return-Path: <>)".into());
         }
-    }
     if let Some(from) = &p.from {
         let local = from.split('@').next().unwrap_or("");
         if matches!(

@@ -54,12 +54,11 @@ fn opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
 impl Store {
     /// Open (creating if needed) the database at `path` and migrate it.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
-        }
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         Self::setup(conn)
     }
