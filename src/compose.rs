@@ -370,6 +370,19 @@ mod tests {
     }
 
     #[test]
+    fn ack_body_comes_from_the_template_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("ack.txt"), "Case {case_id}; answer by {first_response_due}; updates every {update_every}.{unknown}\n").unwrap();
+        let text = "[mailbox]\naddress = \"security@example.org\"\nack_template = \"ack.txt\"\n[maildir]\npath = \"md\"\n[outbox_dir]\npath = \"out\"\n[team]\ncoordinator = \"a@example.org\"\n";
+        let cfg = Config::parse(text, d.path()).unwrap();
+        let (_, case, msg) = setup();
+        let now = case.opened_at;
+        let a = ack(&cfg, &case, &msg, "r@example.org", now, AckNote::None, None, "i@x".into(), now).unwrap();
+        let m = mail_parser::MessageParser::default().parse(&a.raw).unwrap();
+        assert_eq!(m.body_text(0).unwrap().trim(), "Case SEC-4; answer by 2026-11-25 10:00 UTC; updates every 5 days.{unknown}");
+    }
+
+    #[test]
     fn subjects() {
         assert_eq!(case_subject("SEC", 1, "XSS", true), "[SEC-1] Re: XSS");
         assert_eq!(case_subject("SEC", 1, "Re: [SEC-1] XSS", true), "[SEC-1] Re: XSS");
