@@ -661,15 +661,16 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     let source_cfg = cfg.source.clone();
     let src_store = store.clone();
     let src_stop = shutdown.clone();
-    tracker.spawn(async move {
+    let source_task = tracker.spawn(async move {
         let res = match source_cfg {
             SourceConfig::Imap(c) => source::imap::run(c, src_store, handler, src_shutdown).await,
             SourceConfig::Maildir(c) => source::maildir::run(c, handler, src_shutdown).await,
         };
-        if let Err(err) = res {
+        if let Err(err) = &res {
             tracing::error!("source stopped: {err:#}");
             src_stop.cancel();
         }
+        res
     });
 
     let watchdog = watchdog_interval();
@@ -689,6 +690,9 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("shutting down: finishing the message in hand");
     tracker.wait().await;
+    // A source that could not run at all (e.g. an unusable Maildir) is a
+    // failure of the daemon: exit non-zero so systemd restarts and reports it.
+    source_task.await.context("source task panicked")?.context("the mail source failed")?;
     tracing::info!("stopped");
     Ok(())
 }
