@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use futures::StreamExt as _;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tokio::sync::Notify;
@@ -36,7 +37,9 @@ pub const TEAM_NOTICE_FLAG: &str = "team-notice";
 const SEND_RETRY_START: Duration = Duration::from_secs(30);
 const SEND_RETRY_MAX: Duration = Duration::from_secs(3600);
 /// How many queued mails one sender pass takes.
-const SEND_BATCH: usize = 32;
+const SEND_BATCH: usize = 64;
+/// How many SMTP conversations run at once.
+const SEND_CONCURRENCY: usize = 8;
 /// Longest the sender sleeps without looking at the queue (clock jumps, missed
 /// notifications).
 /// Short, because the CLI (`secmail release`) queues mail from another process.
@@ -492,7 +495,6 @@ impl Pipeline {
 
 /// The outbox sender: sends what is due, retries with backoff, records results.
 pub async fn outbox_sender(
-    cfg: Arc<Config>,
     store: Store,
     transport: Transport,
     clock: SharedClock,
@@ -500,7 +502,7 @@ pub async fn outbox_sender(
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Err(err) = send_due(&cfg, &store, &transport, &clock).await {
+        if let Err(err) = send_due(&store, &transport, &clock).await {
             tracing::warn!("outbox pass failed: {err:#}");
         }
         let next = store.call(|c| store::outbox_next_due(c)).await.ok().flatten();
@@ -523,55 +525,59 @@ pub async fn outbox_sender(
     }
 }
 
-async fn send_due(cfg: &Config, store: &Store, transport: &Transport, clock: &SharedClock) -> Result<()> {
+async fn send_due(store: &Store, transport: &Transport, clock: &SharedClock) -> Result<()> {
     let now = clock.now();
     let due = store.call(move |c| store::outbox_due(c, now, SEND_BATCH)).await?;
-    for row in due {
-        let res = transport.send(&row.envelope_from, &row.recipients, &row.raw).await;
-        let now = clock.now();
-        let prefix = cfg.mailbox.case_prefix.clone();
-        match res {
-            Ok(()) => {
-                let delay_ms = (now - row.created_at).num_milliseconds();
-                tracing::info!(kind = %row.kind, to = ?row.recipients, delay_ms, "mail sent");
-                store
-                    .call(move |c| {
-                        let tx = c.transaction()?;
-                        store::outbox_sent(&tx, row.id, now)?;
-                        if let (Some(id), "ack") = (row.case_id, row.kind.as_str()) {
-                            store::case_acknowledged(&tx, id, now)?;
-                            store::meet_deadlines(&tx, id, deadline::Kind::Ack.as_str(), now)?;
-                            store::add_event(&tx, id, now, "ack-sent", None, &format!("ack sent to {}", row.recipients.join(", ")))?;
-                        }
-                        tx.commit()?;
-                        Ok(())
-                    })
-                    .await?;
-            }
-            Err(SendError::Permanent(e)) => {
-                tracing::error!(kind = %row.kind, to = ?row.recipients, "mail rejected permanently: {e}");
-                store
-                    .call(move |c| {
-                        store::outbox_failed(c, row.id, now, &e)?;
-                        if let Some(id) = row.case_id {
-                            store::add_event(c, id, now, "send-failed", None, &format!("{} to {} rejected: {e}", row.kind, row.recipients.join(", ")))?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                let _ = prefix;
-            }
-            Err(SendError::Transient(e)) => {
-                let delay = SEND_RETRY_START
-                    .saturating_mul(1u32 << row.attempts.min(16))
-                    .min(SEND_RETRY_MAX);
-                let next = now + chrono::Duration::from_std(delay)?;
-                tracing::warn!(kind = %row.kind, attempt = row.attempts + 1, retry_in = ?delay, "send failed: {e}");
-                store.call(move |c| store::outbox_retry(c, row.id, next, &e)).await?;
-            }
+    // Several SMTP conversations at once (lettre pools the connections): a
+    // flood's acks must not queue behind each other's round trips.
+    let results: Vec<Result<()>> = futures::stream::iter(due)
+        .map(|row| send_one(store, transport, clock, row))
+        .buffer_unordered(SEND_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn send_one(store: &Store, transport: &Transport, clock: &SharedClock, row: store::OutboxRow) -> Result<()> {
+    let res = transport.send(&row.envelope_from, &row.recipients, &row.raw).await;
+    let now = clock.now();
+    match res {
+        Ok(()) => {
+            let delay_ms = (now - row.created_at).num_milliseconds();
+            tracing::info!(kind = %row.kind, to = ?row.recipients, delay_ms, "mail sent");
+            store
+                .call(move |c| {
+                    let tx = c.transaction()?;
+                    store::outbox_sent(&tx, row.id, now)?;
+                    if let (Some(id), "ack") = (row.case_id, row.kind.as_str()) {
+                        store::case_acknowledged(&tx, id, now)?;
+                        store::meet_deadlines(&tx, id, deadline::Kind::Ack.as_str(), now)?;
+                        store::add_event(&tx, id, now, "ack-sent", None, &format!("ack sent to {}", row.recipients.join(", ")))?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+        }
+        Err(SendError::Permanent(e)) => {
+            tracing::error!(kind = %row.kind, to = ?row.recipients, "mail rejected permanently: {e}");
+            store
+                .call(move |c| {
+                    store::outbox_failed(c, row.id, now, &e)?;
+                    if let Some(id) = row.case_id {
+                        store::add_event(c, id, now, "send-failed", None, &format!("{} to {} rejected: {e}", row.kind, row.recipients.join(", ")))?;
+                    }
+                    Ok(())
+                })
+                .await
+        }
+        Err(SendError::Transient(e)) => {
+            let delay = SEND_RETRY_START.saturating_mul(1u32 << row.attempts.min(16)).min(SEND_RETRY_MAX);
+            let next = now + chrono::Duration::from_std(delay)?;
+            tracing::warn!(kind = %row.kind, attempt = row.attempts + 1, retry_in = ?delay, "send failed: {e}");
+            store.call(move |c| store::outbox_retry(c, row.id, next, &e)).await
         }
     }
-    Ok(())
 }
 
 /// Meta key of the last quarantine digest time.
@@ -653,7 +659,7 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     let pipeline = Arc::new(Pipeline::new(cfg.clone(), keys, store.clone(), clock.clone(), wake.clone())?);
     let tracker = TaskTracker::new();
 
-    tracker.spawn(outbox_sender(cfg.clone(), store.clone(), transport, clock.clone(), wake.clone(), shutdown.clone()));
+    tracker.spawn(outbox_sender(store.clone(), transport, clock.clone(), wake.clone(), shutdown.clone()));
     tracker.spawn(digest_loop(cfg.clone(), store.clone(), clock.clone(), wake, shutdown.clone()));
 
     let handler = pipeline.handler();

@@ -487,12 +487,13 @@ pub struct OutboxRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Mails due for a (re)try at `now`, oldest first.
+/// Mails due for a (re)try at `now`: acks first (the reporter's promise),
+/// then oldest first.
 pub fn outbox_due(c: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxRow>> {
     let mut st = c.prepare(
         "SELECT id, case_id, kind, message_id, envelope_from, recipients, raw, attempts, created_at
          FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?1
-         ORDER BY next_attempt_at, id LIMIT ?2",
+         ORDER BY kind != 'ack', next_attempt_at, id LIMIT ?2",
     )?;
     let rows = st.query_map(params![ts(now), limit as i64], |r| {
         Ok((
