@@ -9,7 +9,7 @@ bash scripts/install-deps.sh
 trap 'bash tests/harness/servers.sh stop >/dev/null 2>&1 || true' EXIT
 bash tests/harness/servers.sh start
 cargo build --locked --all-targets
-cargo test --locked --all-targets --no-fail-fast -- --nocapture 2>&1 | tee target/test-output.log | grep -vE '^\s*$' | grep -E '^(test |running|\[measure\]|SKIPPED|failures|---- |thread|test result|error)' || true
+cargo test --locked --all-targets --no-fail-fast -- --nocapture 2>&1 | tee target/test-output.log | grep -vE '^\s*$' | grep -E '^(test |running|\[measure\]|\[bench\]|SKIPPED|failures|---- |thread|test result|error)' || true
 # The pipeline above hides cargo's exit status; take it from the log.
 if grep -qE '^test result: FAILED|^error(\[|:)' target/test-output.log; then
     echo "tests FAILED; full output in target/test-output.log" >&2
