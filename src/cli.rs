@@ -438,7 +438,11 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
                 Some(f) => format!(" [{f}]"),
             }
         );
-        println!("Subject: {}\n", m["subject"].as_str().unwrap_or(""));
+        println!("Subject: {}", m["subject"].as_str().unwrap_or(""));
+        if let Some(ps) = m["protected_subject"].as_str() {
+            println!("Protected subject: {ps}");
+        }
+        println!();
         println!("{}", m["text"].as_str().unwrap_or(""));
     }
     Ok(ExitCode::SUCCESS)
