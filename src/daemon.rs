@@ -790,6 +790,29 @@ mod tests {
     }
 
     #[test]
+    fn our_own_mail_coming_back_is_never_a_new_report() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, store) = pipeline(d.path());
+        let report = b"From: r@example.org\r\nSubject: XSS\r\nMessage-ID: <r1@example.org>\r\n\r\nx\r\n";
+        store.call_sync(|c| p.process(c, report)).unwrap();
+        let sent: Vec<Vec<u8>> = store
+            .call_sync(|c| {
+                let mut st = c.prepare("SELECT raw FROM outbox ORDER BY id")?;
+                let rows = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+                Ok(rows)
+            })
+            .unwrap();
+        assert_eq!(sent.len(), 2, "ack and team notice");
+        for raw in sent {
+            // Even stripped of Auto-Submitted, our Message-ID gives it away.
+            let text = String::from_utf8(raw).unwrap().replace("Auto-Submitted:", "X-Was-Auto-Submitted:");
+            let out = store.call_sync(|c| p.process(c, text.as_bytes())).unwrap();
+            assert!(out.summary.contains("our own message"), "{}", out.summary);
+        }
+        assert_eq!(store.call_sync(|c| store::list_cases(c, true)).unwrap().len(), 1);
+    }
+
+    #[test]
     fn quarantined_spam_is_released_into_a_case_with_an_ack() {
         let d = tempfile::tempdir().unwrap();
         let (p, store) = pipeline(d.path());
