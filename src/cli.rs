@@ -18,8 +18,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{self, Config, ConfigErrors, SourceConfig};
 use crate::daemon::{self, TEAM_NOTICE_FLAG};
 use crate::deadline;
-use crate::keys::{Keys, Reading};
-use crate::mail::{self, ParseLimits};
+use crate::keys::Keys;
 use crate::store::{self, CaseRow};
 use crate::transport::Transport;
 
@@ -353,8 +352,7 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
             None
         }
     };
-    let crypto_limits = crate::keys::crypto_limits(&cfg.limits);
-    let limits = ParseLimits::from(&cfg.limits);
+    let no_keys = Keys::default();
     let found = store.call_sync(|c| {
         let Some(row) = store::get_case(c, n)? else { return Ok(None) };
         let (mut v, _) = case_json(c, cfg, &row, now)?;
@@ -366,19 +364,11 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
             .into_iter()
             .filter(|m| m.flags != TEAM_NOTICE_FLAG)
             .map(|m| {
-                let p = mail::parse(&m.raw, &limits);
-                let (text, protected_subject) = match (&keys, p.encrypted) {
-                    (_, false) => (p.text.clone(), None),
-                    (None, true) => ("[encrypted; the team key is not available to this user]".to_string(), None),
-                    (Some(k), true) => match crate::keys::read(&m.raw, true, k, &crypto_limits, now) {
-                        Reading::Decrypted { inner, .. } => {
-                            let i = mail::parse(&inner, &limits);
-                            let ps = (!i.subject.is_empty()).then(|| i.subject.clone());
-                            (i.text, ps)
-                        }
-                        Reading::Unreadable { reason, .. } => (format!("[encrypted; not decrypted: {reason}]"), None),
-                        Reading::Plain => (p.text.clone(), None),
-                    },
+                let seen = daemon::see(&m.raw, keys.as_ref().unwrap_or(&no_keys), &cfg.limits, now);
+                let text = match (&keys, seen.problem()) {
+                    (None, Some(_)) => "[encrypted; the team key is not available to this user]".to_string(),
+                    (_, Some(reason)) => format!("[encrypted; not decrypted: {reason}]"),
+                    (_, None) => seen.text().to_string(),
                 };
                 json!({
                     "message_id": m.message_id,
@@ -388,8 +378,8 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
                     "encrypted": m.encrypted,
                     "signature": m.signature,
                     "flags": m.flags,
-                    "subject": p.subject,
-                    "protected_subject": protected_subject,
+                    "subject": seen.msg.subject,
+                    "protected_subject": seen.protected_subject(),
                     "text": text,
                 })
             })

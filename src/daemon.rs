@@ -20,9 +20,9 @@ use tokio_util::task::TaskTracker;
 use crate::case::{self, Action, Context, KnownCase, case_id};
 use crate::clock::SharedClock;
 use crate::compose::{self, AckNote, Content, Seal};
-use crate::crypto::{self, Cert, CryptoLimits};
+use crate::crypto::{self, Cert};
 use crate::keys::{self, Keys, Reading};
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, LimitsConfig, SourceConfig};
 use crate::deadline;
 use crate::mail::{self, ParseLimits, Parsed};
 use crate::source::{self, Disposition, Handler};
@@ -109,6 +109,34 @@ impl Seen {
     }
 }
 
+/// Parse a raw message and read its encryption: what the pipeline decides on
+/// and what `secmail case` shows (decrypt on read). A parser or decryption
+/// library that panics on hostile input costs the message its parsing, not the
+/// daemon: the raw bytes are kept on a case with the reason.
+pub fn see(raw: &[u8], keys: &Keys, limits: &LimitsConfig, now: DateTime<Utc>) -> Seen {
+    let parse_limits = ParseLimits::from(limits);
+    let read = || {
+        let msg = mail::parse(raw, &parse_limits);
+        let reading = keys::read(raw, msg.encrypted, keys, &keys::crypto_limits(limits), now);
+        let inner = match &reading {
+            Reading::Decrypted { inner, .. } => Some(mail::parse(inner, &parse_limits)),
+            _ => None,
+        };
+        Seen { msg, reading, inner }
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(seen) => seen,
+        Err(_) => {
+            tracing::error!(bytes = raw.len(), "parsing a message panicked; keeping it raw");
+            Seen {
+                msg: mail::unparseable(raw, "secmail could not parse this message (parser failure); kept raw"),
+                reading: Reading::Plain,
+                inner: None,
+            }
+        }
+    }
+}
+
 /// What one message got (for logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -127,35 +155,9 @@ impl Pipeline {
         Ok(Pipeline { cfg, keys, spam, store, clock, outbox })
     }
 
-    fn crypto_limits(&self) -> CryptoLimits {
-        keys::crypto_limits(&self.cfg.limits)
-    }
-
-    /// Parse a raw message and read its encryption. A parser or decryption
-    /// library that panics on hostile input costs the message its parsing, not
-    /// the daemon: the raw bytes are kept on a case with the reason.
+    /// Parse a raw message and read its encryption (see [`see`]).
     pub fn see(&self, raw: &[u8], now: DateTime<Utc>) -> Seen {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.see_inner(raw, now))) {
-            Ok(seen) => seen,
-            Err(_) => {
-                tracing::error!(bytes = raw.len(), "parsing a message panicked; keeping it raw");
-                Seen {
-                    msg: mail::unparseable(raw, "secmail could not parse this message (parser failure); kept raw"),
-                    reading: Reading::Plain,
-                    inner: None,
-                }
-            }
-        }
-    }
-
-    fn see_inner(&self, raw: &[u8], now: DateTime<Utc>) -> Seen {
-        let msg = mail::parse(raw, &self.limits());
-        let reading = keys::read(raw, msg.encrypted, &self.keys, &self.crypto_limits(), now);
-        let inner = match &reading {
-            Reading::Decrypted { inner, .. } => Some(mail::parse(inner, &self.limits())),
-            _ => None,
-        };
-        Seen { msg, reading, inner }
+        see(raw, &self.keys, &self.cfg.limits, now)
     }
 
     /// Process one message; on return its effects are committed.
@@ -179,10 +181,6 @@ impl Pipeline {
             let me = me.clone();
             Box::pin(async move { Ok(me.handle(raw).await?.disposition) })
         })
-    }
-
-    fn limits(&self) -> ParseLimits {
-        ParseLimits::from(&self.cfg.limits)
     }
 
     /// Parse, decide and perform, in one transaction.
