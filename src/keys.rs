@@ -21,6 +21,9 @@ pub struct Keys {
     pub members: Vec<(String, Cert)>,
     /// `[openpgp] reporter_keyring`.
     pub reporter_keyring: Vec<Cert>,
+    /// Members' keys then the reporter keyring: what incoming signatures are
+    /// checked against, gathered once instead of per message.
+    verify_with: Vec<Cert>,
 }
 
 impl Keys {
@@ -50,7 +53,8 @@ impl Keys {
             Some(p) => crypto::load_keyring(p).with_context(|| format!("loading reporter_keyring {}", p.display()))?,
             None => Vec::new(),
         };
-        Ok(Keys { team, members, reporter_keyring })
+        let verify_with = members.iter().map(|(_, c)| c.clone()).chain(reporter_keyring.iter().cloned()).collect();
+        Ok(Keys { team, members, reporter_keyring, verify_with })
     }
 
     /// The public key of a team member, if configured.
@@ -59,8 +63,8 @@ impl Keys {
     }
 
     /// Certificates incoming signatures are checked against.
-    pub fn verify_with(&self) -> Vec<Cert> {
-        self.members.iter().map(|(_, c)| c.clone()).chain(self.reporter_keyring.iter().cloned()).collect()
+    pub fn verify_with(&self) -> &[Cert] {
+        &self.verify_with
     }
 }
 
@@ -97,7 +101,7 @@ pub fn read(raw: &[u8], encrypted: bool, keys: &Keys, limits: &CryptoLimits, now
             no_integrity: false,
         };
     };
-    match crypto::decrypt_message(raw, team, &keys.verify_with(), limits, now) {
+    match crypto::decrypt_message(raw, team, keys.verify_with(), limits, now) {
         crypto::Decryption::NotEncrypted => Reading::Plain,
         crypto::Decryption::Decrypted { inner, signature, .. } => {
             Reading::Decrypted { inner, signature: signature.as_str().to_string() }
