@@ -270,11 +270,7 @@ fn case_json(c: &rusqlite::Connection, cfg: &Config, row: &CaseRow, now: DateTim
         .into_iter()
         .map(|e| json!({"kind": e.kind, "to": e.to, "at": rfc3339(e.at)}))
         .collect();
-    let count: i64 = c.query_row(
-        "SELECT count(*) FROM messages WHERE case_id = ?1 AND flags != ?2",
-        rusqlite::params![row.id, TEAM_NOTICE_FLAG],
-        |r| r.get(0),
-    )?;
+    let count = store::message_count(c, row.id, TEAM_NOTICE_FLAG)?;
     let v = json!({
         "id": case_id(&cfg.mailbox.case_prefix, row.id),
         "state": row.state,

@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, TimeZone, Utc};
-use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::{MessageParser, MimeHeaders};
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
@@ -350,11 +350,6 @@ fn mime_depth(msg: &mail_parser::Message<'_>) -> Option<usize> {
 fn strip_tags(html: &str) -> String {
     static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<[^>]*>").expect("static regex"));
     TAG.replace_all(html, "").into_owned()
-}
-
-/// A header value as plain text, if the parser kept it as text.
-pub fn header_text<'a>(v: &'a HeaderValue<'_>) -> Option<&'a str> {
-    v.as_text()
 }
 
 #[cfg(test)]

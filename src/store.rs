@@ -434,8 +434,14 @@ pub fn messages(c: &Connection, case_id: i64) -> Result<Vec<MessageRow>> {
     .collect()
 }
 
-pub fn message_count(c: &Connection, case_id: i64) -> Result<i64> {
-    Ok(c.query_row("SELECT count(*) FROM messages WHERE case_id = ?1", [case_id], |r| r.get(0))?)
+/// How many messages a case has, not counting those whose flags are exactly
+/// `except_flags` (team notices are kept for threading, not listed).
+pub fn message_count(c: &Connection, case_id: i64, except_flags: &str) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM messages WHERE case_id = ?1 AND flags != ?2",
+        params![case_id, except_flags],
+        |r| r.get(0),
+    )?)
 }
 
 // ---------------------------------------------------------------- outbox
@@ -575,12 +581,6 @@ pub fn auto_replies_since(c: &Connection, recipient: &str, since: DateTime<Utc>)
         params![recipient, ts(since)],
         |r| r.get(0),
     )?)
-}
-
-/// Set a case's state.
-pub fn set_case_state(c: &Connection, id: i64, state: &str) -> Result<()> {
-    c.execute("UPDATE cases SET state = ?2 WHERE id = ?1", params![id, state])?;
-    Ok(())
 }
 
 /// The ack for a case went out: record when, and move `new` to `acknowledged`.
