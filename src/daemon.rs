@@ -499,12 +499,26 @@ pub async fn outbox_sender(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
+    let mut backoff = source::BACKOFF_START;
     loop {
-        if let Err(err) = send_due(&store, &transport, &clock).await {
-            tracing::warn!("outbox pass failed: {err:#}");
-        }
+        let failed = match send_due(&store, &transport, &clock).await {
+            Ok(()) => {
+                backoff = source::BACKOFF_START;
+                false
+            }
+            Err(err) => {
+                tracing::warn!("outbox pass failed: {err:#}; retrying in {backoff:?}");
+                true
+            }
+        };
         let next = store.call(|c| store::outbox_next_due(c)).await.ok().flatten();
         let wait = match next {
+            // A failing pass (e.g. the database) must not spin on mail that is due.
+            _ if failed => {
+                let w = backoff;
+                backoff = source::next_backoff(backoff);
+                w
+            }
             Some(t) => (t - clock.now()).to_std().unwrap_or(Duration::ZERO).min(SENDER_IDLE_MAX),
             None => SENDER_IDLE_MAX,
         };
