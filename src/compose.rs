@@ -28,6 +28,8 @@ pub struct Composed {
     pub to: Vec<String>,
     pub subject: String,
     pub raw: Vec<u8>,
+    /// Sealed to the recipient's key (PGP/MIME).
+    pub encrypted: bool,
 }
 
 /// A fresh Message-ID on our own domain (RFC 5322 §3.6.4).
@@ -180,7 +182,7 @@ pub fn ack(
         .raw_header(header("X-Auto-Response-Suppress", "All"))
         .raw_header(header("X-Secmail-Case", case_id(prefix, case.id)));
     let raw = finish(b, body, &subject, seal, now).context("building the ack")?;
-    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw })
+    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
 }
 
 /// What the team may learn of a message's content.
@@ -265,7 +267,7 @@ pub fn team_notice(
         .references(format!("<{}>", msg.message_id))
         .raw_header(header("X-Secmail-Case", id));
     let raw = finish(b, body, &subject, seal, now).context("building a team notification")?;
-    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw })
+    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw, encrypted: seal.is_some() })
 }
 
 /// The digest of messages held in quarantine since the last one (SPEC §5.4),
@@ -299,7 +301,7 @@ pub fn quarantine_digest(
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .context("building the quarantine digest")?;
-    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw: m.formatted() })
+    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw: m.formatted(), encrypted: false })
 }
 
 /// `rule (+score), ...` from the stored JSON list of rule hits.

@@ -480,7 +480,7 @@ impl Pipeline {
                 from: Some(&self.cfg.mailbox.address),
                 date: Some(now),
                 subject: Some(&m.subject),
-                encrypted: false,
+                encrypted: m.encrypted,
                 signature: "none",
                 flags,
                 raw: &m.raw,

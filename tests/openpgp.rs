@@ -155,6 +155,8 @@ async fn an_encrypted_signed_report_is_read_and_answered_encrypted_and_signed() 
     assert_eq!(m0["encrypted"], true);
     assert_eq!(m0["signature"], "good");
     assert!(m0["text"].as_str().unwrap().contains("MARKER-SIGNED"), "{m0:#}");
+    let m1 = &c["messages"][1];
+    assert_eq!((m1["direction"].as_str(), m1["encrypted"].as_bool()), (Some("out"), Some(true)), "the ack is recorded as encrypted");
 
     // Alice (has a key) gets the text encrypted to her; Bob (no key) metadata only.
     let alice = wait_for_mail(&w.member, 1, "alice's notification").await;
