@@ -34,6 +34,15 @@ pub fn parse_case_id(prefix: &str, s: &str) -> Option<i64> {
     num.parse().ok().filter(|n| *n > 0)
 }
 
+/// A case as the pure core sees it (what mail about it says).
+#[derive(Debug, Clone)]
+pub struct CaseView {
+    pub id: i64,
+    pub state: String,
+    pub reporter: String,
+    pub subject: String,
+}
+
 /// What the store knows about a case a message may belong to.
 #[derive(Debug, Clone)]
 pub struct KnownCase {
@@ -94,8 +103,19 @@ pub enum Action {
     Quarantine,
 }
 
-/// Decide what a message gets (SPEC §5).
+/// Decide what a message gets (SPEC §5). A message over a `[limits]` bound
+/// is kept like any other, with an `over-limit` event naming the bound.
 pub fn decide(msg: &Parsed, ctx: &Context) -> Vec<Action> {
+    let mut out = decide_kind(msg, ctx);
+    if let Some(b) = &msg.over_limit
+        && let Some(pos) = out.iter().position(|a| matches!(a, Action::OpenCase | Action::Append { .. }))
+    {
+        out.insert(pos + 1, Action::Event { kind: "over-limit", detail: format!("{b}; kept raw, body not parsed") });
+    }
+    out
+}
+
+fn decide_kind(msg: &Parsed, ctx: &Context) -> Vec<Action> {
     use Action::*;
     // §5.1: our own mail coming back, automatic or bulk mail: never answered.
     if ctx.own_message {
@@ -139,7 +159,12 @@ pub fn decide(msg: &Parsed, ctx: &Context) -> Vec<Action> {
                 ctx.auto_replies_last_hour, ctx.auto_reply_limit
             ),
         }),
-        Some(to) => out.push(Ack { to: to.to_string() }),
+        // An address the SMTP library refuses will never work: no ack, and
+        // the team learns why (issue 7: it used to be retried for ever).
+        Some(to) => match crate::compose::check_address(to) {
+            Ok(()) => out.push(Ack { to: to.to_string() }),
+            Err(why) => out.push(Event { kind: "no-ack", detail: format!("ack not sent: {why}") }),
+        },
     }
     out.push(Notify(Notice::NewCase));
     out
@@ -252,6 +277,29 @@ mod tests {
         let known = KnownCase { id: 2, reporter: "r@example.org".into() };
         let a = decide(&msg(""), &Context { spam: true, by_reference: Some(known), ..ctx() });
         assert_eq!(a[0], Action::Append { case_id: 2, flag: None });
+    }
+
+    /// See: issue 7 (an address lettre refuses made the message retry for ever).
+    #[test]
+    fn a_refused_reply_address_opens_a_case_without_an_ack() {
+        for from in ["taro..yamada@docomo.ne.jp", "\"john doe\"@example.org"] {
+            let m = parse(format!("From: {from}\r\nSubject: XSS\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n").as_bytes(), &ParseLimits::default());
+            let a = decide(&m, &ctx());
+            assert_eq!(a[0], Action::OpenCase, "{from}");
+            assert!(!a.iter().any(|x| matches!(x, Action::Ack { .. })), "{from}: {a:?}");
+            assert!(a.iter().any(|x| matches!(x, Action::Event { kind: "no-ack", .. })), "{from}: {a:?}");
+            assert!(a.contains(&Action::Notify(Notice::NewCase)));
+        }
+    }
+
+    #[test]
+    fn over_limit_mail_is_kept_on_a_case_and_flagged() {
+        let ids: String = (0..2000).map(|i| format!(" <{i}@x>")).collect();
+        let m = msg(&format!("References:{ids}\r\n"));
+        let a = decide(&m, &ctx());
+        assert_eq!(a[0], Action::OpenCase);
+        assert!(matches!(&a[1], Action::Event { kind: "over-limit", detail } if detail.contains("limits.max_references")), "{a:?}");
+        assert!(a.iter().any(|x| matches!(x, Action::Ack { .. })), "the header still addresses the ack");
     }
 
     #[test]

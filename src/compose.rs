@@ -13,12 +13,23 @@ use chrono::{DateTime, Utc};
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, Message, MessageBuilder};
 
-use crate::case::{Notice, case_id};
+use crate::case::{CaseView, Notice, case_id};
 use crate::config::Config;
 use crate::crypto::{self, Cert, TeamKeys};
 use crate::deadline;
 use crate::mail::Parsed;
-use crate::store::{CaseRow, QuarantineRow};
+
+/// A message held in quarantine, as the digest lists it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub qid: i64,
+    pub held_at: DateTime<Utc>,
+    pub score: f64,
+    pub from: Option<String>,
+    pub subject: Option<String>,
+    /// JSON array of `{rule, score}`.
+    pub rules: String,
+}
 
 /// A composed mail: what the outbox needs.
 #[derive(Debug, Clone)]
@@ -40,10 +51,11 @@ pub fn new_message_id(mailbox_address: &str) -> String {
 
 /// The `[SEC-n] ...` subject of mail about a case: the tag first, then the
 /// original subject (with `Re: ` when replying), never doubling tag or `Re:`.
+/// Decoded text (any script) is handled by characters, never by byte index.
 pub fn case_subject(prefix: &str, n: i64, subject: &str, reply: bool) -> String {
     let tag = format!("[{}]", case_id(prefix, n));
-    let mut rest = subject.replace(&tag, "").split_whitespace().collect::<Vec<_>>().join(" ");
-    let re = rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("re:");
+    let mut rest = one_line(&subject.replace(&tag, ""));
+    let re = rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("re:"));
     if rest.is_empty() {
         rest = "your security report".into();
     }
@@ -52,6 +64,25 @@ pub fn case_subject(prefix: &str, n: i64, subject: &str, reply: bool) -> String 
     } else {
         format!("{tag} {rest}")
     }
+}
+
+/// Header-safe text: control characters (CR, LF, NUL, ESC, ...) become spaces
+/// and runs of whitespace one space, so decoded text such as an encoded word
+/// that hides `\r\nBcc: ...` can never start a header of its own.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether the SMTP library takes this address: one that mail-parser accepts
+/// (`taro..yamada@docomo.ne.jp`, a quoted local part) may still be refused, and
+/// that refusal will not heal. `Err` says why.
+pub fn check_address(addr: &str) -> Result<(), String> {
+    addr.parse::<lettre::Address>().map(|_| ()).map_err(|e| format!("the address {addr:?} is refused by the SMTP library ({e})"))
 }
 
 fn header(name: &'static str, value: impl Into<String>) -> HeaderValue {
@@ -82,7 +113,7 @@ fn base(
     Ok(Message::builder()
         .from(mailbox(&cfg.mailbox.address, Some(from_name))?)
         .to(mailbox(to, None)?)
-        .subject(subject)
+        .subject(one_line(subject))
         .date(system_time(now))
         .message_id(Some(format!("<{message_id}>")))
         .raw_header(header("Auto-Submitted", auto_submitted)))
@@ -141,7 +172,7 @@ pub enum AckNote<'a> {
 #[allow(clippy::too_many_arguments)]
 pub fn ack(
     cfg: &Config,
-    case: &CaseRow,
+    case: &CaseView,
     msg: &Parsed,
     to: &str,
     first_response_due: DateTime<Utc>,
@@ -194,6 +225,8 @@ pub struct Content<'a> {
     pub protected_subject: Option<&'a str>,
     /// One line on encryption and signature, e.g. "decrypted; signature good".
     pub crypto: &'a str,
+    /// What could not be done for this message (no ack, over a limit, ...).
+    pub problems: &'a [String],
 }
 
 /// A notification to one team member about a message on a case. The message
@@ -202,7 +235,7 @@ pub struct Content<'a> {
 #[allow(clippy::too_many_arguments)]
 pub fn team_notice(
     cfg: &Config,
-    case: &CaseRow,
+    case: &CaseView,
     msg: &Parsed,
     content: &Content<'_>,
     notice: &Notice,
@@ -227,7 +260,8 @@ pub fn team_notice(
             ),
         ),
     };
-    let subject = format!("[{id}] {what}: {}", if case.subject.is_empty() { "(no subject)" } else { &case.subject });
+    let case_subject = one_line(&case.subject);
+    let subject = format!("[{id}] {what}: {}", if case_subject.is_empty() { "(no subject)" } else { &case_subject });
     let mut body = format!(
         "{headline}\n\n\
          Case:       {id}\n\
@@ -242,13 +276,16 @@ pub fn team_notice(
         crypto = content.crypto,
         state = case.state,
         reporter = case.reporter,
-        subj = msg.subject,
+        subj = one_line(&msg.subject),
         date = msg.date.map(|d| d.to_rfc3339()).unwrap_or_else(|| "(none)".into()),
         enc = if msg.encrypted { "yes" } else { "no" },
         mid = msg.message_id,
     );
     if let Some(why) = &msg.malformed {
         body.push_str(&format!("Problem:    {why}\n"));
+    }
+    for p in content.problems {
+        body.push_str(&format!("Problem:    {p}\n"));
     }
     if seal.is_some() || cfg.team.allow_plaintext_to_team {
         if let (Some(ps), Some(_)) = (content.protected_subject, seal) {
@@ -274,7 +311,7 @@ pub fn team_notice(
 /// to one team member. Spam subjects travelled in clear anyway; no body is shown.
 pub fn quarantine_digest(
     cfg: &Config,
-    held: &[QuarantineRow],
+    held: &[Held],
     member: &str,
     message_id: String,
     now: DateTime<Utc>,
@@ -293,7 +330,7 @@ pub fn quarantine_digest(
             q.held_at.format("%Y-%m-%d %H:%M"),
             q.score,
             q.from.as_deref().unwrap_or("(none)"),
-            q.subject.as_deref().unwrap_or(""),
+            one_line(q.subject.as_deref().unwrap_or("")),
             rules_summary(&q.rules),
         ));
     }
@@ -318,34 +355,25 @@ mod tests {
     use super::*;
     use crate::mail::{ParseLimits, parse};
 
-    fn setup() -> (Config, CaseRow, Parsed) {
+    fn t0() -> DateTime<Utc> {
+        "2026-11-25T10:00:00Z".parse().unwrap()
+    }
+
+    fn setup() -> (Config, CaseView, Parsed) {
         let d = tempfile::tempdir().unwrap();
         let cfg = Config::builtin(d.path()).unwrap();
         let msg = parse(
             b"From: r@example.org\r\nSubject: Heap overflow\r\nMessage-ID: <m1@example.org>\r\n\r\nSECRET-DETAILS\r\n",
             &ParseLimits::default(),
         );
-        let now: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
-        let case = CaseRow {
-            id: 4,
-            state: "new".into(),
-            severity: None,
-            handler: None,
-            reporter: "r@example.org".into(),
-            subject: "Heap overflow".into(),
-            opened_at: now,
-            acknowledged_at: None,
-            first_response_at: None,
-            last_team_response_at: None,
-            encrypted: false,
-        };
+        let case = CaseView { id: 4, state: "new".into(), reporter: "r@example.org".into(), subject: "Heap overflow".into() };
         (cfg, case, msg)
     }
 
     #[test]
     fn ack_is_an_rfc3834_reply_that_never_quotes() {
         let (cfg, case, msg) = setup();
-        let now = case.opened_at;
+        let now = t0();
         let a = ack(&cfg, &case, &msg, "r@example.org", now, AckNote::None, None, "id1@localhost".into(), now).unwrap();
         let text = String::from_utf8(a.raw).unwrap();
         assert!(text.contains("Subject: [SEC-4] Re: Heap overflow"), "{text}");
@@ -360,8 +388,8 @@ mod tests {
     #[test]
     fn team_notice_carries_no_text_unless_allowed() {
         let (mut cfg, case, msg) = setup();
-        let now = case.opened_at;
-        let content = Content { text: &msg.text, protected_subject: None, crypto: "not encrypted" };
+        let now = t0();
+        let content = Content { text: &msg.text, protected_subject: None, crypto: "not encrypted", problems: &[] };
         let n = team_notice(&cfg, &case, &msg, &content, &Notice::NewCase, "a@example.org", None, "n1@x".into(), now).unwrap();
         let text = String::from_utf8(n.raw).unwrap();
         assert!(text.contains("Subject: [SEC-4] New report: Heap overflow"));
@@ -378,7 +406,7 @@ mod tests {
         let text = "[mailbox]\naddress = \"security@example.org\"\nack_template = \"ack.txt\"\n[maildir]\npath = \"md\"\n[outbox_dir]\npath = \"out\"\n[team]\ncoordinator = \"a@example.org\"\n";
         let cfg = Config::parse(text, d.path()).unwrap();
         let (_, case, msg) = setup();
-        let now = case.opened_at;
+        let now = t0();
         let a = ack(&cfg, &case, &msg, "r@example.org", now, AckNote::None, None, "i@x".into(), now).unwrap();
         let m = mail_parser::MessageParser::default().parse(&a.raw).unwrap();
         assert_eq!(m.body_text(0).unwrap().trim(), "Case SEC-4; answer by 2026-11-25 10:00 UTC; updates every 5 days.{unknown}");
@@ -389,5 +417,37 @@ mod tests {
         assert_eq!(case_subject("SEC", 1, "XSS", true), "[SEC-1] Re: XSS");
         assert_eq!(case_subject("SEC", 1, "Re: [SEC-1] XSS", true), "[SEC-1] Re: XSS");
         assert_eq!(case_subject("SEC", 1, "", true), "[SEC-1] Re: your security report");
+    }
+
+    /// See: issue 7 (`rest[..3]` panicked inside a multi-byte character).
+    #[test]
+    fn subjects_in_any_script() {
+        for s in ["Уязвимость", "Ευπάθεια", "ثغرة أمنية", "פגיעות", "Lỗ hổng bảo mật", "🔥 RCE", "漏洞", "ＸＳＳ", "é", "ü!", "Ré: x", "RE"] {
+            let out = case_subject("SEC", 7, s, true);
+            assert!(out.starts_with("[SEC-7] Re: "), "{out}");
+            assert!(out.ends_with(s), "{out}");
+        }
+        assert_eq!(case_subject("SEC", 7, "RE: Уязвимость", true), "[SEC-7] RE: Уязвимость");
+    }
+
+    #[test]
+    fn decoded_crlf_never_makes_a_header() {
+        let (cfg, case, mut msg) = setup();
+        msg.subject = "hi\r\nBcc: victim@example.org".into();
+        let a = ack(&cfg, &case, &msg, "r@example.org", t0(), AckNote::None, None, "i@x".into(), t0()).unwrap();
+        let text = String::from_utf8(a.raw).unwrap();
+        assert!(!text.to_ascii_lowercase().contains("\nbcc:"), "{text}");
+        let case = CaseView { subject: msg.subject.clone(), ..case };
+        let content = Content { text: "", protected_subject: None, crypto: "not encrypted", problems: &[] };
+        let n = team_notice(&cfg, &case, &msg, &content, &Notice::NewCase, "a@example.org", None, "n@x".into(), t0()).unwrap();
+        assert!(!String::from_utf8(n.raw).unwrap().to_ascii_lowercase().contains("\nbcc:"));
+    }
+
+    #[test]
+    fn addresses_the_smtp_library_refuses_are_named() {
+        assert!(check_address("r@example.org").is_ok());
+        for bad in ["taro..yamada@docomo.ne.jp", "@example.org"] {
+            assert!(check_address(bad).unwrap_err().contains("refused"), "{bad}");
+        }
     }
 }

@@ -242,9 +242,20 @@ pub struct SpamRuleConfig {
 pub struct LimitsConfig {
     pub auto_replies_per_sender_per_hour: u32,
     pub max_message_size: u64,
+    /// Top-level header block, bytes.
+    pub max_header_size: usize,
+    /// Header fields in one header block.
+    pub max_headers: usize,
+    /// Message ids in References + In-Reply-To.
+    pub max_references: usize,
     pub max_mime_depth: usize,
     pub max_mime_parts: usize,
     pub max_decrypted_size: u64,
+    /// Secret-key decryptions tried per encrypted message (PKESKs x keys).
+    pub max_pkesk_attempts: usize,
+    /// Failed attempts at one message before it is kept raw on a case,
+    /// flagged "processing failed" (counted in the database, across restarts).
+    pub max_attempts: u32,
 }
 
 // ---------------------------------------------------------------- stage 1: raw
@@ -378,9 +389,14 @@ struct RawSpamRule {
 struct RawLimits {
     auto_replies_per_sender_per_hour: Option<u32>,
     max_message_size: Option<String>,
+    max_header_size: Option<String>,
+    max_headers: Option<usize>,
+    max_references: Option<usize>,
     max_mime_depth: Option<usize>,
     max_mime_parts: Option<usize>,
     max_decrypted_size: Option<String>,
+    max_pkesk_attempts: Option<usize>,
+    max_attempts: Option<u32>,
 }
 
 // ---------------------------------------------------------------- defaults
@@ -656,10 +672,32 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let limits = LimitsConfig {
         auto_replies_per_sender_per_hour: rl.auto_replies_per_sender_per_hour.unwrap_or(5),
         max_message_size: size("limits.max_message_size", rl.max_message_size, 50 << 20, &mut errs),
+        max_header_size: size("limits.max_header_size", rl.max_header_size, 1 << 20, &mut errs) as usize,
+        max_headers: rl.max_headers.unwrap_or(1000),
+        max_references: rl.max_references.unwrap_or(1000),
         max_mime_depth: rl.max_mime_depth.unwrap_or(50),
         max_mime_parts: rl.max_mime_parts.unwrap_or(1000),
         max_decrypted_size: size("limits.max_decrypted_size", rl.max_decrypted_size, 100 << 20, &mut errs),
+        max_pkesk_attempts: rl.max_pkesk_attempts.unwrap_or(16),
+        max_attempts: rl.max_attempts.unwrap_or(3),
     };
+    for (key, v) in [
+        ("limits.max_headers", limits.max_headers),
+        ("limits.max_references", limits.max_references),
+        ("limits.max_mime_depth", limits.max_mime_depth),
+        ("limits.max_mime_parts", limits.max_mime_parts),
+        ("limits.max_pkesk_attempts", limits.max_pkesk_attempts),
+        ("limits.max_attempts", limits.max_attempts as usize),
+    ] {
+        if v == 0 {
+            errs.push(format!("{key}: must be at least 1"));
+        }
+    }
+    // mail-parser keeps one nested message per level on the stack; the
+    // prescan is what keeps it shallow, so the bound itself must stay sane.
+    if limits.max_mime_depth > 1000 {
+        errs.push(format!("limits.max_mime_depth: {} is too deep to parse safely (at most 1000)", limits.max_mime_depth));
+    }
 
     match (source, transport) {
         (Some(source), Some(transport)) if errs.is_empty() => Ok(Config {

@@ -441,6 +441,9 @@ pub struct CryptoLimits {
     pub max_mime_depth: usize,
     /// Most MIME parts in one message (or one decrypted entity).
     pub max_mime_parts: usize,
+    /// Most secret-key decryptions tried for one encrypted item (each PKESK
+    /// against each matching key; anonymous recipients match every key).
+    pub max_pkesk_attempts: usize,
 }
 
 impl Default for CryptoLimits {
@@ -450,6 +453,7 @@ impl Default for CryptoLimits {
             max_decrypted_size: 100 << 20,
             max_mime_depth: 50,
             max_mime_parts: 1000,
+            max_pkesk_attempts: 16,
         }
     }
 }
@@ -506,7 +510,7 @@ pub fn decrypt_message(
     let mut parts = Vec::new();
     let mut statuses = Vec::new();
     for item in &items {
-        let (plain, mut status) = match decrypt_one(&item.data, keys, &certs, budget, now) {
+        let (plain, mut status) = match decrypt_one(&item.data, keys, &certs, budget, limits.max_pkesk_attempts, now) {
             Ok(r) => r,
             Err(reason) => {
                 return Decryption::Failed {
@@ -523,7 +527,7 @@ pub fn decrypt_message(
                 let mut more = certs.clone();
                 more.extend(inside);
                 if let Ok((_, s)) =
-                    decrypt_one(&item.data, keys, &more, budget + plain.len() as u64, now)
+                    decrypt_one(&item.data, keys, &more, budget + plain.len() as u64, limits.max_pkesk_attempts, now)
                 {
                     status = s;
                 }
@@ -616,6 +620,7 @@ fn decrypt_one(
     keys: &TeamKeys,
     certs: &[Cert],
     budget: u64,
+    max_pkesk_attempts: usize,
     now: DateTime<Utc>,
 ) -> Result<(Vec<u8>, SignatureStatus), String> {
     let p = policy();
@@ -623,6 +628,7 @@ fn decrypt_one(
         keys,
         certs,
         status: SignatureStatus::None,
+        attempts_left: max_pkesk_attempts,
     };
     let buffer = usize::try_from(budget.saturating_add(1))
         .unwrap_or(usize::MAX)
@@ -697,6 +703,8 @@ struct Helper<'a> {
     certs: &'a [Cert],
     /// Set by `check` once the whole message has been read.
     status: SignatureStatus,
+    /// Secret-key decryptions still allowed (`max_pkesk_attempts`).
+    attempts_left: usize,
 }
 
 impl VerificationHelper for Helper<'_> {
@@ -768,6 +776,14 @@ impl DecryptionHelper for Helper<'_> {
                     {
                         continue;
                     }
+                    if self.attempts_left == 0 {
+                        return Err(NotForUs(format!(
+                            "gave up after limits.max_pkesk_attempts decryption attempts ({} PKESK packets)",
+                            pkesks.len()
+                        ))
+                        .into());
+                    }
+                    self.attempts_left -= 1;
                     let Ok(mut pair) = sk.clone().into_keypair() else {
                         continue;
                     };
@@ -810,6 +826,7 @@ fn verify_detached(data: &[u8], sig: &[u8], certs: &[Cert], now: DateTime<Utc>) 
         keys: &EMPTY_KEYS,
         certs,
         status: SignatureStatus::Bad,
+        attempts_left: 0,
     };
     let verifier =
         DetachedVerifierBuilder::from_bytes(sig).and_then(|b| b.with_policy(&p, sys(now), helper));

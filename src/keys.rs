@@ -53,8 +53,13 @@ impl Keys {
             Some(p) => crypto::load_keyring(p).with_context(|| format!("loading reporter_keyring {}", p.display()))?,
             None => Vec::new(),
         };
+        Ok(Keys::new(team, members, reporter_keyring))
+    }
+
+    /// Keys from loaded parts.
+    pub fn new(team: Option<TeamKeys>, members: Vec<(String, Cert)>, reporter_keyring: Vec<Cert>) -> Keys {
         let verify_with = members.iter().map(|(_, c)| c.clone()).chain(reporter_keyring.iter().cloned()).collect();
-        Ok(Keys { team, members, reporter_keyring, verify_with })
+        Keys { team, members, reporter_keyring, verify_with }
     }
 
     /// The public key of a team member, if configured.
@@ -74,6 +79,7 @@ pub fn crypto_limits(l: &crate::config::LimitsConfig) -> CryptoLimits {
         max_decrypted_size: l.max_decrypted_size,
         max_mime_depth: l.max_mime_depth,
         max_mime_parts: l.max_mime_parts,
+        max_pkesk_attempts: l.max_pkesk_attempts,
     }
 }
 

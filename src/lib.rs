@@ -34,6 +34,7 @@ pub mod daemon;
 pub mod deadline;
 pub mod keys;
 pub mod mail;
+pub mod prescan;
 pub mod source;
 pub mod spam;
 pub mod store;

@@ -42,6 +42,9 @@ pub struct Parsed {
     pub dedupe_key: String,
     /// Why the message could not be fully understood, if so.
     pub malformed: Option<String>,
+    /// The `[limits]` bound it broke, if any ([`crate::prescan`]): then only its
+    /// top-level headers were parsed and it is kept raw, flagged.
+    pub over_limit: Option<crate::prescan::Broken>,
     /// Upstream spam signals, raw header values (SPEC §5.4).
     pub x_spam_flag: Vec<String>,
     pub x_spam_status: Vec<String>,
@@ -55,45 +58,46 @@ impl Parsed {
     }
 }
 
-/// Limits on what is parsed (SPEC §9 `[limits]`).
-#[derive(Debug, Clone, Copy)]
-pub struct ParseLimits {
-    pub max_message_size: u64,
-    pub max_mime_depth: usize,
-    pub max_mime_parts: usize,
-}
+/// Limits on what is parsed (SPEC §9 `[limits]`), checked by
+/// [`crate::prescan`] before mail-parser sees the bytes.
+pub type ParseLimits = crate::prescan::Limits;
 
 impl From<&crate::config::LimitsConfig> for ParseLimits {
     fn from(l: &crate::config::LimitsConfig) -> Self {
         ParseLimits {
             max_message_size: l.max_message_size,
+            max_header_size: l.max_header_size,
+            max_headers: l.max_headers,
+            max_references: l.max_references,
             max_mime_depth: l.max_mime_depth,
             max_mime_parts: l.max_mime_parts,
         }
     }
 }
 
-impl Default for ParseLimits {
-    fn default() -> Self {
-        ParseLimits { max_message_size: 50 << 20, max_mime_depth: 50, max_mime_parts: 1000 }
-    }
-}
-
 /// How much body text is kept for display.
 const MAX_TEXT_CHARS: usize = 256 * 1024;
 
-/// How many header bytes an oversize message is parsed from.
-const OVERSIZE_HEADER_BYTES: usize = 256 * 1024;
-
-/// Parse raw bytes. Never fails; see [`Parsed::malformed`].
+/// Parse raw bytes. Never fails; see [`Parsed::malformed`]. A message over a
+/// limit ([`crate::prescan`]) is parsed from its top-level header block only
+/// (cut at `max_header_size`), so the parser never sees what broke the limit.
 pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
     let mut out = Parsed::default();
-    let oversize = raw.len() as u64 > limits.max_message_size;
-    let (head, body) = split_header_body(raw);
-    let to_parse: &[u8] = if oversize { &raw[..head.len().min(OVERSIZE_HEADER_BYTES)] } else { raw };
+    let over = crate::prescan::scan(raw, limits).err();
+    let body_start = crate::prescan::body_start(raw);
+    let body = &raw[body_start..];
+    let head_only;
+    let to_parse: &[u8] = match &over {
+        None => raw,
+        Some(_) => {
+            head_only = header_only(&raw[..body_start], limits.max_header_size);
+            &head_only
+        }
+    };
 
     let parser = MessageParser::default();
-    let Some(msg) = parser.parse(to_parse) else {
+    let parsed = if over.is_some() { parser.parse_headers(to_parse) } else { parser.parse(to_parse) };
+    let Some(msg) = parsed else {
         return unparseable(raw, "not an RFC 5322 message (no headers could be parsed)");
     };
 
@@ -113,12 +117,13 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
     out.reply_to = first_addr(msg.reply_to());
     out.subject = msg.subject().unwrap_or("").trim().to_string();
     out.date = msg.date().and_then(|d| Utc.timestamp_opt(d.to_timestamp(), 0).single());
+    let mut seen_refs = std::collections::HashSet::new();
     for h in [msg.in_reply_to(), msg.references()] {
         if let Some(list) = h.as_text_list() {
             for r in list {
-                let r = r.trim().trim_matches(['<', '>']).to_string();
-                if !r.is_empty() && !out.refs.contains(&r) {
-                    out.refs.push(r);
+                let r = r.trim().trim_matches(['<', '>']);
+                if out.refs.len() < limits.max_references && !r.is_empty() && seen_refs.insert(r.to_string()) {
+                    out.refs.push(r.to_string());
                 }
             }
         }
@@ -144,39 +149,23 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
         c.ctype().eq_ignore_ascii_case("multipart")
             && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
     });
-    out.encrypted = is_pgp_mime || contains(body, b"-----BEGIN PGP MESSAGE-----");
+    out.encrypted = is_pgp_mime || (over.is_none() && memchr::memmem::find(body, b"-----BEGIN PGP MESSAGE-----").is_some());
 
     let mut problems: Vec<String> = Vec::new();
-    if oversize {
-        problems.push(format!(
-            "message is {} bytes, over limits.max_message_size ({}); kept raw, body not parsed",
-            raw.len(),
-            limits.max_message_size
-        ));
-    } else {
-        if msg.parts.len() > limits.max_mime_parts {
-            problems.push(format!(
-                "{} MIME parts, over limits.max_mime_parts ({}); body not shown",
-                msg.parts.len(),
-                limits.max_mime_parts
-            ));
-        } else if let Some(depth) = mime_depth(&msg).filter(|d| *d > limits.max_mime_depth) {
-            problems.push(format!(
-                "MIME nesting depth {depth}, over limits.max_mime_depth ({}); body not shown",
-                limits.max_mime_depth
-            ));
-        } else if !out.encrypted {
-            out.text = msg
-                .body_text(0)
-                .map(|t| t.into_owned())
-                .or_else(|| msg.body_html(0).map(|h| strip_tags(&h)))
-                .unwrap_or_default();
-            if out.text.chars().count() > MAX_TEXT_CHARS {
-                out.text = out.text.chars().take(MAX_TEXT_CHARS).collect();
-                out.text.push_str("\n[... truncated by secmail ...]\n");
-            }
+    if let Some(b) = &over {
+        problems.push(format!("over a limit ({b}); kept raw, body not parsed"));
+    } else if !out.encrypted {
+        out.text = msg
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .or_else(|| msg.body_html(0).map(|h| strip_tags(&h)))
+            .unwrap_or_default();
+        if let Some((cut, _)) = out.text.char_indices().nth(MAX_TEXT_CHARS) {
+            out.text.truncate(cut);
+            out.text.push_str("\n[... truncated by secmail ...]\n");
         }
     }
+    out.over_limit = over;
     if out.from.is_none() {
         problems.push("no usable From address".into());
     }
@@ -202,11 +191,53 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
     // the bounce onto our case (RFC 3464 §2.1: text/rfc822-headers or message/rfc822).
     if out.automatic.is_some() {
         for id in embedded_ids(body) {
-            if !out.refs.contains(&id) {
+            if out.refs.len() < limits.max_references && seen_refs.insert(id.clone()) {
                 out.refs.push(id);
             }
         }
     }
+    out
+}
+
+/// From and Subject read straight off the top-level header block, without
+/// mail-parser (for a message that may be what made the parser fail): the
+/// first address-like token of From, lowercased, and the raw Subject on one
+/// line (encoded words left as they are).
+#[derive(Debug, Default, Clone)]
+pub struct Peek {
+    pub from: Option<String>,
+    pub subject: String,
+}
+
+pub fn peek_headers(raw: &[u8]) -> Peek {
+    static ADDR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[^\s<>\x22(),;:]+@[^\s<>\x22(),;:]+").expect("static regex"));
+    let head = &raw[..crate::prescan::body_start(raw).min(64 * 1024)];
+    let text = String::from_utf8_lossy(head);
+    let mut out = Peek::default();
+    let mut current: Option<(&str, String)> = None;
+    let finish = |cur: Option<(&str, String)>, out: &mut Peek| match cur {
+        Some(("from", v)) if out.from.is_none() => out.from = ADDR.find(&v).map(|m| m.as_str().to_ascii_lowercase()),
+        Some(("subject", v)) if out.subject.is_empty() => out.subject = crate::compose::one_line(&v),
+        _ => {}
+    };
+    for line in text.split_inclusive('\n') {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = current.as_mut() {
+                v.push_str(line);
+            }
+            continue;
+        }
+        finish(current.take(), &mut out);
+        if let Some((name, v)) = line.split_once(':') {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("from") {
+                current = Some(("from", v.to_string()));
+            } else if name.eq_ignore_ascii_case("subject") {
+                current = Some(("subject", v.to_string()));
+            }
+        }
+    }
+    finish(current, &mut out);
     out
 }
 
@@ -290,28 +321,16 @@ static EMBEDDED_ID: LazyLock<Regex> = LazyLock::new(|| {
 fn embedded_ids(body: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(body);
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for c in EMBEDDED_ID.captures_iter(&text) {
         for id in c[1].split_whitespace() {
             let id = id.trim_matches(['<', '>']).to_string();
-            if !id.is_empty() && !out.contains(&id) {
+            if !id.is_empty() && seen.insert(id.clone()) {
                 out.push(id);
             }
         }
     }
     out
-}
-
-fn split_header_body(raw: &[u8]) -> (&[u8], &[u8]) {
-    for sep in [&b"\r\n\r\n"[..], &b"\n\n"[..]] {
-        if let Some(i) = raw.windows(sep.len()).position(|w| w == sep) {
-            return (&raw[..i], &raw[i + sep.len()..]);
-        }
-    }
-    (raw, &[])
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn hash(parts: &[&[u8]]) -> String {
@@ -328,23 +347,19 @@ fn unfold(line: &str) -> String {
     v.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-fn mime_depth(msg: &mail_parser::Message<'_>) -> Option<usize> {
-    fn walk(msg: &mail_parser::Message<'_>, part: usize, depth: usize, seen: &mut usize) -> usize {
-        *seen += 1;
-        if *seen > 100_000 {
-            return depth;
-        }
-        match msg.parts.get(part).and_then(|p| p.sub_parts()) {
-            Some(children) => children
-                .iter()
-                .map(|c| walk(msg, *c as usize, depth + 1, seen))
-                .max()
-                .unwrap_or(depth),
-            None => depth,
-        }
+/// The top-level header block cut to at most `max` bytes at a line end, and
+/// closed with an empty line, for a header-only parse.
+fn header_only(head: &[u8], max: usize) -> Vec<u8> {
+    let mut h = head[..head.len().min(max)].to_vec();
+    if h.len() < head.len() {
+        let cut = h.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+        h.truncate(cut);
     }
-    let mut seen = 0;
-    Some(walk(msg, 0, 0, &mut seen))
+    while h.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        h.pop();
+    }
+    h.extend_from_slice(b"\r\n\r\n");
+    h
 }
 
 fn strip_tags(html: &str) -> String {
@@ -436,6 +451,7 @@ Message-ID: <dsn1@mx>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; re
         let big = format!("{REPORT}{}", "A".repeat(2000));
         let m = parse(big.as_bytes(), &ParseLimits { max_message_size: 1000, ..Default::default() });
         assert!(m.malformed.unwrap().contains("max_message_size"));
+        assert_eq!(m.over_limit.unwrap().key, "limits.max_message_size");
         assert_eq!(m.from.as_deref(), Some("rita@example.org"));
         assert!(m.text.is_empty());
     }

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// The append-only migration ladder: entry `i` takes the schema from version `i`
 /// to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql"), include_str!("tables_v3.sql")];
 
 /// How long a writer waits for a lock held by another process (the CLI) before
 /// failing.
@@ -177,6 +177,31 @@ pub struct CaseRow {
     pub encrypted: bool,
 }
 
+/// Whether a failed store operation may succeed if tried again later (the
+/// database busy or locked by another process, the disk full or failing): such
+/// a failure does not count against `limits.max_attempts`.
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    err.chain().any(|e| match e.downcast_ref::<rusqlite::Error>() {
+        Some(rusqlite::Error::SqliteFailure(f, _)) => {
+            matches!(f.code, DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | OutOfMemory)
+        }
+        _ => false,
+    })
+}
+
+impl CaseRow {
+    /// What the pure core (rules, compose) sees of the case.
+    pub fn view(&self) -> crate::case::CaseView {
+        crate::case::CaseView {
+            id: self.id,
+            state: self.state.clone(),
+            reporter: self.reporter.clone(),
+            subject: self.subject.clone(),
+        }
+    }
+}
+
 const CASE_COLS: &str = "id, state, severity, handler, reporter, subject, opened_at, acknowledged_at, \
      first_response_at, last_team_response_at, encrypted";
 
@@ -250,6 +275,28 @@ pub fn message_seen(c: &Connection, direction: &str, dedupe_key: &str) -> Result
             params![direction, dedupe_key],
             |_| Ok(()),
         )
+        .optional()?
+        .is_some())
+}
+
+/// Whether the incoming message with this dedupe key is held in quarantine
+/// (and not released): a second delivery of it is filed as quarantine too.
+pub fn is_quarantined(c: &Connection, dedupe_key: &str) -> Result<bool> {
+    Ok(c
+        .query_row(
+            "SELECT 1 FROM messages m JOIN quarantine q ON q.message_pk = m.id
+             WHERE m.direction = 'in' AND m.dedupe_key = ?1 AND q.released_at IS NULL",
+            [dedupe_key],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Whether secmail sent a message with this Message-ID (a loop if it comes back).
+pub fn is_outgoing_message_id(c: &Connection, message_id: &str) -> Result<bool> {
+    Ok(c
+        .query_row("SELECT 1 FROM messages WHERE direction = 'out' AND message_id = ?1", [message_id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -610,6 +657,49 @@ pub struct QuarantineRow {
     pub released_at: Option<DateTime<Utc>>,
     pub released_case: Option<i64>,
     pub released_by: Option<String>,
+}
+
+impl QuarantineRow {
+    /// What the quarantine digest shows of it.
+    pub fn held(&self) -> crate::compose::Held {
+        crate::compose::Held {
+            qid: self.qid,
+            held_at: self.held_at,
+            score: self.score,
+            from: self.from.clone(),
+            subject: self.subject.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+/// Count one more attempt at the message with this raw hash; returns the
+/// count so far (this one included) and the last recorded error.
+pub fn begin_attempt(c: &Connection, raw_hash: &str, now: DateTime<Utc>) -> Result<(u32, Option<String>)> {
+    c.execute(
+        "INSERT INTO attempts (raw_hash, count, first_at, last_at) VALUES (?1, 1, ?2, ?2)
+         ON CONFLICT(raw_hash) DO UPDATE SET count = count + 1, last_at = ?2",
+        params![raw_hash, ts(now)],
+    )?;
+    Ok(c.query_row("SELECT count, last_error FROM attempts WHERE raw_hash = ?1", [raw_hash], |r| Ok((r.get(0)?, r.get(1)?)))?)
+}
+
+/// Record why an attempt failed.
+pub fn attempt_failed(c: &Connection, raw_hash: &str, error: &str) -> Result<()> {
+    c.execute("UPDATE attempts SET last_error = ?2 WHERE raw_hash = ?1", params![raw_hash, error])?;
+    Ok(())
+}
+
+/// Take back an attempt that failed for a transient reason (it does not count).
+pub fn attempt_uncounted(c: &Connection, raw_hash: &str) -> Result<()> {
+    c.execute("UPDATE attempts SET count = max(count - 1, 0) WHERE raw_hash = ?1", [raw_hash])?;
+    Ok(())
+}
+
+/// The message is done (its effects are committed in the same transaction).
+pub fn attempts_done(c: &Connection, raw_hash: &str) -> Result<()> {
+    c.execute("DELETE FROM attempts WHERE raw_hash = ?1", [raw_hash])?;
+    Ok(())
 }
 
 /// Hold a stored message in quarantine; returns the QID.

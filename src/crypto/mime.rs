@@ -61,9 +61,29 @@ pub(super) struct Found {
     pub certs: Vec<Cert>,
 }
 
+/// The prescan bounds for content the OpenPGP layer parses (decrypted
+/// entities are attacker-made too: a nesting bomb may hide inside encryption).
+fn prescan_limits(limits: &CryptoLimits) -> crate::prescan::Limits {
+    crate::prescan::Limits {
+        max_message_size: limits.max_decrypted_size,
+        // The walk below counts containers; the prescan counts the leaves
+        // inside the deepest container as one more level.
+        max_mime_depth: limits.max_mime_depth.saturating_add(1),
+        max_mime_parts: limits.max_mime_parts,
+        ..crate::prescan::Limits::default()
+    }
+}
+
+/// Parse `data` with mail-parser only if it passes the prescan.
+fn parse_bounded<'a>(data: &'a [u8], limits: &CryptoLimits) -> Option<Message<'a>> {
+    crate::prescan::scan(data, &prescan_limits(limits)).ok()?;
+    MessageParser::default().parse(data)
+}
+
 /// Walks the MIME tree of `raw` and collects every encrypted item. Errors are the
 /// limit violations (one sentence each).
 pub(super) fn find_encrypted(raw: &[u8], limits: &CryptoLimits) -> Result<Found, String> {
+    crate::prescan::scan(raw, &prescan_limits(limits)).map_err(|b| b.to_string())?;
     let Some(msg) = MessageParser::default().parse(raw) else {
         // Not even headers: maybe bare armor.
         let items = armored_blocks(raw, BEGIN_MESSAGE, END_MESSAGE)
@@ -376,7 +396,7 @@ fn autocrypt_keys(msg: &Message<'_>, addr: Option<&str>) -> Vec<Cert> {
 
 /// The keys a message offers for `sender`: (attached, Autocrypt).
 pub(super) fn keys_in_message(raw: &[u8], sender: &str) -> (Vec<Cert>, Vec<Cert>) {
-    match MessageParser::default().parse(raw) {
+    match parse_bounded(raw, &CryptoLimits::default()) {
         Some(msg) => (attached_keys(&msg), autocrypt_keys(&msg, Some(sender))),
         None => (Vec::new(), Vec::new()),
     }
@@ -386,8 +406,7 @@ pub(super) fn keys_in_message(raw: &[u8], sender: &str) -> (Vec<Cert>, Vec<Cert>
 /// key blocks in plain text.
 pub(super) fn certs_in(plain: &[u8], limits: &CryptoLimits) -> Vec<Cert> {
     let mut out = Vec::new();
-    if let Some(msg) = MessageParser::default().parse(plain)
-        && msg.parts.len() <= limits.max_mime_parts
+    if let Some(msg) = parse_bounded(plain, limits)
     {
         out.extend(attached_keys(&msg));
     }
@@ -410,10 +429,10 @@ pub(super) fn verify_signed_entity(
     now: DateTime<Utc>,
     limits: &CryptoLimits,
 ) -> Option<SignatureStatus> {
-    let msg = MessageParser::default().parse(entity)?;
-    if msg.parts.len() > limits.max_mime_parts {
+    if crate::prescan::scan(entity, &prescan_limits(limits)).is_err() {
         return Some(SignatureStatus::Bad);
     }
+    let msg = MessageParser::default().parse(entity)?;
     let root = msg.root_part();
     if !is_type(root, "multipart", "signed") {
         return None;
