@@ -12,11 +12,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-secmail-local}"
 
+# gcc and libc6-dev build the bundled SQLite; pkg-config and libssl-dev the
+# OpenSSL backend of sequoia; libclang-dev its bindgen step.
 need=()
-for pkg in pkg-config libssl-dev; do
+for pkg in gcc libc6-dev pkg-config libssl-dev libclang-dev; do
     dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "quickstart: missing packages: ${need[*]} (re-run as root)" >&2
+        exit 1
+    fi
     echo "quickstart: installing ${need[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -12,10 +12,12 @@
 //! - [`transport`]: where mail goes: SMTP or a directory of `.eml` files.
 //! - [`keys`]: the OpenPGP key files a config names, loaded once.
 //! - [`tls`]: rustls client configs (built-in roots plus an optional CA file).
-//! - [`daemon`]: the tasks (inbox, outbox sender) and the per-message pipeline.
+//! - [`daemon`]: the tasks, one file each (intake, outbox, digest) and the
+//!   per-message pipeline (attempts, see, decide, perform).
 //! - [`cli`]: the subcommands other than `run`.
 //!
 //! Core (pure: values and `now` in, decisions out):
+//! - [`prescan`]: the `[limits]` checked before the MIME parser sees bytes.
 //! - [`mail`]: parse raw bytes into what the rules need; spot automatic mail.
 //! - [`case`]: case ids, states, and what a message gets ([`case::Action`]).
 //! - [`deadline`]: when promises fall due.
