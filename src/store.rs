@@ -72,7 +72,14 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL, not NORMAL: under WAL a NORMAL commit can roll back after an
+        // OS crash or power loss, yet the source moves the message out of the
+        // inbox right after the commit; the report would vanish.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Every write transaction takes the write lock at BEGIN: busy_timeout
+        // then covers it (a deferred read-to-write upgrade fails at once with
+        // "database is locked" beside a busy daemon).
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut conn)?;
         Ok(Store { conn: Arc::new(Mutex::new(conn)) })
     }
@@ -127,17 +134,27 @@ impl Store {
     }
 
     /// A consistent online copy of the database at `dest` (SQLite backup API).
+    /// The file is created 0600 before anything is written to it (never
+    /// readable by others, whatever the umask), and never overwritten.
     pub fn backup(&self, dest: &Path) -> Result<()> {
-        if dest.exists() {
-            anyhow::bail!("{} already exists; refusing to overwrite", dest.display());
-        }
-        self.call_sync(|c| {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => anyhow::anyhow!("{} already exists; refusing to overwrite", dest.display()),
+                _ => anyhow::Error::new(e).context(format!("creating {}", dest.display())),
+            })?;
+        let res = self.call_sync(|c| {
             c.backup(rusqlite::MAIN_DB, dest, None)
                 .with_context(|| format!("writing backup to {}", dest.display()))
-        })?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600))?;
-        Ok(())
+        });
+        if res.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        res
     }
 }
 
@@ -842,7 +859,9 @@ mod tests {
         let s = Store::open(&d.path().join("a.db")).unwrap();
         let dest = d.path().join("b.db");
         s.backup(&dest).unwrap();
-        assert!(s.backup(&dest).is_err());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(s.backup(&dest).unwrap_err().to_string().contains("refusing to overwrite"));
         let copy = Store::open(&dest).unwrap();
         assert!(copy.call_sync(|c| list_cases(c, true)).unwrap().is_empty());
     }
