@@ -107,15 +107,25 @@ pub fn main() -> Result<ExitCode> {
     }
 }
 
+/// Protocol libraries whose debug and trace output carries credentials (the
+/// IMAP LOGIN line, SMTP AUTH) or message data: capped at INFO whatever
+/// `RUST_LOG` says.
+const PROTOCOL_TARGETS: &[&str] = &["async_imap", "imap_proto", "lettre", "rustls", "tokio_rustls"];
+
 fn init_logging() {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("secmail=info"));
-    use std::io::IsTerminal as _;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let no_secrets = tracing_subscriber::filter::filter_fn(|m| {
+        *m.level() <= tracing::Level::INFO || !PROTOCOL_TARGETS.iter().any(|t| m.target().starts_with(t))
+    });
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter(filter)
+        .with_filter(no_secrets);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 fn load_config(args: &Args) -> Result<Config, ConfigErrors> {

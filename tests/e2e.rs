@@ -387,3 +387,20 @@ async fn twenty_reports_from_one_sender_are_all_recorded_but_acks_are_rate_limit
         .count();
     assert_eq!(suppressed, 15);
 }
+
+/// See: issue 8. `RUST_LOG=trace` used to make async-imap log the LOGIN line
+/// with the password; the protocol libraries are capped at INFO.
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_logging_never_shows_the_password() {
+    let w = world("trace", Mode::IdleStarttls);
+    let mut d = Daemon::start_logging(&w.config, &w.dir.join("trace.log"), "trace");
+    d.wait_for_log("secmail running", Duration::from_secs(30)).await;
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Trace test", "trace1@example.test", "", "TRACE-SECRET-BODY")).await;
+    wait_for_mail(&w.reporter, 1, "the ack").await;
+    assert!(d.stop().success());
+    let log = d.log();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "trace logging is on");
+    for needle in [servers().password, "LOGIN", "AUTH PLAIN", "TRACE-SECRET-BODY"] {
+        assert!(!log.contains(needle), "{needle:?} in the trace log");
+    }
+}

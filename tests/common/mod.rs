@@ -364,6 +364,11 @@ impl Daemon {
 
     /// Like [`Daemon::start`] with an explicit log file (appended to).
     pub fn start_with_log(config: &Path, log_path: &Path) -> Daemon {
+        Daemon::start_logging(config, log_path, "secmail=debug")
+    }
+
+    /// Like [`Daemon::start`] with this `RUST_LOG`.
+    pub fn start_logging(config: &Path, log_path: &Path, rust_log: &str) -> Daemon {
         let open = || {
             OpenOptions::new()
                 .create(true)
@@ -375,7 +380,7 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .arg("run")
-            .env("RUST_LOG", "secmail=debug")
+            .env("RUST_LOG", rust_log)
             .env_remove("SECMAIL_CONFIG")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
