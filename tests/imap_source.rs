@@ -126,7 +126,7 @@ fn start(
 ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
     init_logs();
     let token = CancellationToken::new();
-    let task = tokio::spawn(imap::run(cfg, store, handler, token.clone()));
+    let task = tokio::spawn(imap::run(cfg, store, handler, token.clone(), Default::default()));
     (token, task)
 }
 
@@ -483,6 +483,7 @@ async fn without_move_copies_and_marks_and_never_deletes() {
             Store::open_in_memory().unwrap(),
             recording(seen, |_| Ok(Disposition::Processed)),
             token.clone(),
+            Default::default(),
         ));
         (token, task)
     };

@@ -73,10 +73,13 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     let source_cfg = cfg.source.clone();
     let src_store = store.clone();
     let src_stop = shutdown.clone();
+    let progress = source::Progress::default();
+    let src_progress = progress.clone();
+    let wedged_after = wedged_after(&cfg.source);
     let source_task = tracker.spawn(async move {
         let res = match source_cfg {
-            SourceConfig::Imap(c) => source::imap::run(c, src_store, handler, src_shutdown).await,
-            SourceConfig::Maildir(c) => source::maildir::run(c, handler, src_shutdown).await,
+            SourceConfig::Imap(c) => source::imap::run(c, src_store, handler, src_shutdown, src_progress).await,
+            SourceConfig::Maildir(c) => source::maildir::run(c, handler, src_shutdown, src_progress).await,
         };
         if let Err(err) = &res {
             tracing::error!("source stopped: {err:#}");
@@ -89,11 +92,25 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     tracing::info!(config = ?cfg.origin, "secmail running");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracker.close();
+    let mut wedged = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(watchdog.unwrap_or(Duration::from_secs(3600))) => {
-                if watchdog.is_some() {
+                // The watchdog means mail flows: no ping while the source has
+                // not completed a cycle, a message or a connection attempt
+                // within its expected time, so systemd restarts a wedged daemon.
+                let age = progress.age();
+                if age > wedged_after {
+                    if !wedged {
+                        tracing::error!(?age, "the mail source has made no progress for {age:?}; not pinging the systemd watchdog (systemd will restart secmail)");
+                    }
+                    wedged = true;
+                } else if watchdog.is_some() {
+                    if wedged {
+                        tracing::info!("the mail source makes progress again");
+                    }
+                    wedged = false;
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 }
             }
@@ -108,6 +125,20 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a source may go without progress before it counts as wedged: its
+/// longest wait between cycles (IDLE or poll), plus the longest a cycle's
+/// network steps and one large message may take, plus a reconnect backoff.
+fn wedged_after(source: &SourceConfig) -> Duration {
+    let wait = match source {
+        SourceConfig::Imap(c) => c.poll_interval.min(source::imap::IDLE_MAX),
+        SourceConfig::Maildir(c) => c.poll_interval,
+    };
+    wait + source::imap::CONNECT_TIMEOUT + source::imap::FETCH_TIMEOUT + 2 * source::imap::COMMAND_TIMEOUT + source::BACKOFF_MAX + WEDGE_MARGIN
+}
+
+/// Slack for one slow message (a large encrypted report) in a cycle.
+const WEDGE_MARGIN: Duration = Duration::from_secs(300);
 
 /// Half the systemd watchdog period, if one is set (sd_watchdog_enabled(3)).
 fn watchdog_interval() -> Option<Duration> {

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{ImapConfig, Tls};
-use crate::source::{self, Disposition, Handler};
+use crate::source::{self, Disposition, Handler, Progress};
 use crate::store::Store;
 
 /// Limit for the TCP connect, the TLS handshake and the server greeting.
@@ -145,6 +145,7 @@ struct Ctx<'a> {
     store: &'a Store,
     handler: &'a Handler,
     shutdown: &'a CancellationToken,
+    progress: &'a Progress,
 }
 
 /// How a sync cycle ended.
@@ -180,8 +181,9 @@ pub async fn run(
     store: Store,
     handler: Handler,
     shutdown: CancellationToken,
+    progress: Progress,
 ) -> anyhow::Result<()> {
-    run_with(cfg, store, handler, shutdown, false).await
+    run_with(cfg, store, handler, shutdown, progress, false).await
 }
 
 /// [`run`] as if the server lacked MOVE (RFC 6851), so that the COPY + keyword
@@ -192,8 +194,9 @@ pub async fn run_without_move(
     store: Store,
     handler: Handler,
     shutdown: CancellationToken,
+    progress: Progress,
 ) -> anyhow::Result<()> {
-    run_with(cfg, store, handler, shutdown, true).await
+    run_with(cfg, store, handler, shutdown, progress, true).await
 }
 
 async fn run_with(
@@ -201,6 +204,7 @@ async fn run_with(
     store: Store,
     handler: Handler,
     shutdown: CancellationToken,
+    progress: Progress,
     ignore_move: bool,
 ) -> anyhow::Result<()> {
     let ctx = Ctx {
@@ -208,6 +212,7 @@ async fn run_with(
         store: &store,
         handler: &handler,
         shutdown: &shutdown,
+        progress: &progress,
     };
     let mut backoff = source::BACKOFF_START;
     loop {
@@ -226,6 +231,7 @@ async fn run_with(
             }
             Err(e) => Err(e.into()),
         };
+        progress.tick();
         match result {
             Ok(()) => break,
             Err(err) => {
@@ -316,6 +322,7 @@ async fn watch(
         if sync(&mut session, caps, ctx).await? == Flow::Shutdown {
             break;
         }
+        ctx.progress.tick();
         *backoff = source::BACKOFF_START;
         // Unilateral responses (EXISTS, EXPUNGE, ...) pile up in a bounded
         // channel we do not need: each cycle rescans anyway.
@@ -438,7 +445,9 @@ async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow
             continue;
         };
         let size = raw.len();
-        let disposition = match (ctx.handler)(raw).await {
+        let handled = (ctx.handler)(raw).await;
+        ctx.progress.tick();
+        let disposition = match handled {
             Ok(d) => d,
             Err(err) => {
                 warn!(
@@ -1004,6 +1013,7 @@ mod tests {
             Store::open_in_memory().unwrap(),
             handler,
             CancellationToken::new(),
+            Progress::default(),
         );
         is_send(&fut);
     }
@@ -1106,6 +1116,7 @@ mod tests {
             Store::open_in_memory().unwrap(),
             handler,
             shutdown.clone(),
+            Progress::default(),
         ));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use tokio_util::sync::CancellationToken;
 
-use super::{BACKOFF_START, Disposition, Handler, next_backoff};
+use super::{BACKOFF_START, Disposition, Handler, Progress, next_backoff};
 use crate::config::MaildirConfig;
 
 /// The Maildir++ folder spam is filed into.
@@ -49,14 +49,16 @@ fn file_away(msg: &Path, dest_root: &Path) -> Result<()> {
 }
 
 /// Watch the Maildir until `shutdown`.
-pub async fn run(cfg: MaildirConfig, handler: Handler, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(cfg: MaildirConfig, handler: Handler, shutdown: CancellationToken, progress: Progress) -> Result<()> {
     let root = cfg.path.clone();
     ensure_maildir(&root)?;
     ensure_maildir(&root.join(QUARANTINE_FOLDER))?;
     tracing::info!(path = %root.display(), poll = ?cfg.poll_interval, "watching Maildir");
     let mut backoff = BACKOFF_START;
     loop {
-        let wait = match cycle(&root, &handler, &shutdown).await {
+        let result = cycle(&root, &handler, &shutdown).await;
+        progress.tick();
+        let wait = match result {
             Ok(()) => {
                 backoff = BACKOFF_START;
                 cfg.poll_interval

@@ -8,6 +8,8 @@ pub mod imap;
 pub mod maildir;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
@@ -34,4 +36,33 @@ pub const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(64);
 /// The next backoff step.
 pub fn next_backoff(cur: std::time::Duration) -> std::time::Duration {
     (cur * 2).min(BACKOFF_MAX)
+}
+
+/// Proof that mail is flowing: a source ticks it after every completed cycle
+/// over its folder, every message handed on, and every connection attempt; the
+/// daemon pings the systemd watchdog only while it is fresh, so a wedged loop
+/// (not a merely idle one) gets secmail restarted.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    base: Instant,
+    /// Milliseconds after `base` of the last tick.
+    last: Arc<AtomicU64>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress { base: Instant::now(), last: Arc::new(AtomicU64::new(0)) }
+    }
+}
+
+impl Progress {
+    /// Something completed just now.
+    pub fn tick(&self) {
+        self.last.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago the last tick was.
+    pub fn age(&self) -> Duration {
+        self.base.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
 }
