@@ -596,6 +596,11 @@ pub fn outbox_due(c: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Ve
 }
 
 /// When the next queued mail is due, if any.
+/// How many mails wait in the outbox (not sent, not failed).
+pub fn outbox_waiting(c: &Connection) -> Result<i64> {
+    Ok(c.query_row("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL", [], |r| r.get(0))?)
+}
+
 pub fn outbox_next_due(c: &Connection) -> Result<Option<DateTime<Utc>>> {
     let s: Option<String> = c.query_row(
         "SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",

@@ -21,9 +21,13 @@ const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Why a send failed; decides retry.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Try again later (network down, 4xx, timeouts).
+    /// The server said "try again later" (4xx) for this mail.
     #[error("transient: {0}")]
     Transient(String),
+    /// No SMTP conversation at all (connection refused, network down, TLS,
+    /// timeout): the server's problem, not this mail's.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     /// Will never work as is (5xx: bad recipient, policy rejection).
     #[error("permanent: {0}")]
     Permanent(String),
@@ -94,10 +98,11 @@ impl Transport {
         let envelope = Envelope::new(Some(from), to).map_err(|e| perm(e.to_string()))?;
         match self {
             Transport::Smtp(t) => match tokio::time::timeout(SMTP_TIMEOUT * 2, t.send_raw(&envelope, raw)).await {
-                Err(_) => Err(SendError::Transient("SMTP timed out".into())),
+                Err(_) => Err(SendError::Unreachable("SMTP timed out".into())),
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(format!("{e:#}"))),
-                Ok(Err(e)) => Err(SendError::Transient(format!("{e:#}"))),
+                Ok(Err(e)) if e.status().is_some() => Err(SendError::Transient(format!("{e:#}"))),
+                Ok(Err(e)) => Err(SendError::Unreachable(format!("{e:#}"))),
             },
             Transport::OutboxDir(dir) => write_eml(dir, raw)
                 .await

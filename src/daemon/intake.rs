@@ -51,6 +51,9 @@ pub struct Pipeline {
     clock: SharedClock,
     /// Woken when mail is queued, so acks leave at once.
     outbox: Arc<Notify>,
+    /// Since when the database has refused writes (disk full, locked), if it
+    /// does: logged once when it starts and once when it ends.
+    store_down: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// The hex SHA-256 of the raw bytes: what attempts are counted under.
@@ -66,7 +69,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 impl Pipeline {
     pub fn new(cfg: Arc<Config>, keys: Arc<Keys>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Result<Self> {
         let spam = Arc::new(SpamFilter::new(&cfg.spam)?);
-        Ok(Pipeline { cfg, keys, spam, store, clock, outbox })
+        Ok(Pipeline { cfg, keys, spam, store, clock, outbox, store_down: Default::default() })
     }
 
     /// Parse a raw message and read its encryption (see [`seen::see`]).
@@ -77,6 +80,24 @@ impl Pipeline {
     /// Process one message; on `Ok` its effects are committed. An `Err` means
     /// nothing was committed and the source should offer it again later.
     pub async fn handle(&self, raw: Vec<u8>) -> Result<Outcome> {
+        let res = self.handle_counted(raw).await;
+        let mut down = self.store_down.lock().unwrap_or_else(|p| p.into_inner());
+        match (&res, down.as_ref()) {
+            (Err(e), None) if store::is_transient(e) => {
+                tracing::warn!("the database refuses writes: {e:#}; messages stay in the mailbox (nothing is lost) and are offered again until it recovers");
+                *down = Some(std::time::Instant::now());
+            }
+            (Ok(_), Some(since)) => {
+                tracing::info!("the database takes writes again after {:?}; processing resumes", since.elapsed());
+                *down = None;
+            }
+            _ => {}
+        }
+        res
+    }
+
+    /// [`Pipeline::handle`] with its attempt counted.
+    async fn handle_counted(&self, raw: Vec<u8>) -> Result<Outcome> {
         let raw = Arc::new(raw);
         let key = raw_hash(&raw);
         let now = self.clock.now();

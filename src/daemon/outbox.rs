@@ -30,7 +30,27 @@ const SEND_CONCURRENCY: usize = 8;
 /// Short, because the CLI (`secmail release`) queues mail from another process.
 const SENDER_IDLE_MAX: Duration = Duration::from_secs(2);
 
+/// What one pass over the due mail gave.
+#[derive(Debug, Default)]
+struct Pass {
+    /// Mails the server took.
+    sent: usize,
+    /// Why the server could not be reached, if it could not.
+    unreachable: Option<String>,
+}
+
+/// An SMTP outage in progress: logged once when it starts and once when it
+/// ends; meanwhile one due mail at a time probes the server.
+struct Outage {
+    since: std::time::Instant,
+    backoff: Duration,
+}
+
 /// The outbox sender: sends what is due, retries with backoff, records results.
+/// When the SMTP server cannot be reached, mail waits in the outbox without
+/// counting attempts, the first due mail (acks first) probes the server with
+/// backoff (1 s doubling to 64 s), and on its return everything due goes out
+/// in order, acks before notices.
 pub async fn outbox_sender(
     store: Store,
     transport: Transport,
@@ -39,10 +59,13 @@ pub async fn outbox_sender(
     shutdown: CancellationToken,
 ) {
     let mut backoff = source::BACKOFF_START;
+    let mut outage: Option<Outage> = None;
     loop {
-        let failed = match send_due(&store, &transport, &clock).await {
-            Ok(()) => {
+        let batch = if outage.is_some() { 1 } else { SEND_BATCH };
+        let failed = match send_due(&store, &transport, &clock, batch).await {
+            Ok(pass) => {
                 backoff = source::BACKOFF_START;
+                track_outage(&mut outage, &pass, &store).await;
                 false
             }
             Err(err) => {
@@ -51,15 +74,20 @@ pub async fn outbox_sender(
             }
         };
         let next = store.call(|c| store::outbox_next_due(c)).await.ok().flatten();
-        let wait = match next {
+        let wait = match (&mut outage, next) {
             // A failing pass (e.g. the database) must not spin on mail that is due.
             _ if failed => {
                 let w = backoff;
                 backoff = source::next_backoff(backoff);
                 w
             }
-            Some(t) => (t - clock.now()).to_std().unwrap_or(Duration::ZERO).min(SENDER_IDLE_MAX),
-            None => SENDER_IDLE_MAX,
+            (Some(o), _) => {
+                let w = o.backoff;
+                o.backoff = source::next_backoff(o.backoff);
+                w
+            }
+            (None, Some(t)) => (t - clock.now()).to_std().unwrap_or(Duration::ZERO).min(SENDER_IDLE_MAX),
+            (None, None) => SENDER_IDLE_MAX,
         };
         if wait.is_zero() && next.is_some() {
             // More is due already (a batch was full); go again, but let shutdown in.
@@ -70,26 +98,60 @@ pub async fn outbox_sender(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = wake.notified() => {}
+            _ = wake.notified(), if outage.is_none() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-async fn send_due(store: &Store, transport: &Transport, clock: &SharedClock) -> Result<()> {
+/// Start or end the outage from what a pass gave, with one log line each.
+async fn track_outage(outage: &mut Option<Outage>, pass: &Pass, store: &Store) {
+    match (outage.as_ref(), &pass.unreachable) {
+        (None, Some(why)) => {
+            let waiting = store.call(|c| store::outbox_waiting(c)).await.unwrap_or(0);
+            tracing::warn!(waiting, "SMTP server unreachable: {why}; mail waits in the outbox (nothing is lost); probing with backoff (1 s doubling to 64 s)");
+            *outage = Some(Outage { since: std::time::Instant::now(), backoff: source::BACKOFF_START });
+        }
+        (Some(o), None) if pass.sent > 0 => {
+            let waiting = store.call(|c| store::outbox_waiting(c)).await.unwrap_or(0);
+            tracing::info!(waiting, "SMTP server reachable again after {:?}; sending the queued mail", o.since.elapsed());
+            *outage = None;
+        }
+        _ => {}
+    }
+}
+
+async fn send_due(store: &Store, transport: &Transport, clock: &SharedClock, batch: usize) -> Result<Pass> {
     let now = clock.now();
-    let due = store.call(move |c| store::outbox_due(c, now, SEND_BATCH)).await?;
+    let due = store.call(move |c| store::outbox_due(c, now, batch)).await?;
     // Several SMTP conversations at once (lettre pools the connections): a
     // flood's acks must not queue behind each other's round trips.
-    let results: Vec<Result<()>> = futures::stream::iter(due)
+    let results: Vec<Result<Sent>> = futures::stream::iter(due)
         .map(|row| send_one(store, transport, clock, row))
         .buffer_unordered(SEND_CONCURRENCY)
         .collect()
         .await;
-    results.into_iter().collect()
+    let mut pass = Pass::default();
+    for r in results {
+        match r? {
+            Sent::Yes => pass.sent += 1,
+            Sent::Unreachable(why) => pass.unreachable = Some(why),
+            Sent::No => {}
+        }
+    }
+    Ok(pass)
 }
 
-async fn send_one(store: &Store, transport: &Transport, clock: &SharedClock, row: store::OutboxRow) -> Result<()> {
+/// What became of one mail.
+enum Sent {
+    Yes,
+    /// Refused or deferred by the server (recorded on the row).
+    No,
+    /// The server could not be reached: the row is left as it was.
+    Unreachable(String),
+}
+
+async fn send_one(store: &Store, transport: &Transport, clock: &SharedClock, row: store::OutboxRow) -> Result<Sent> {
     let res = transport.send(&row.envelope_from, &row.recipients, &row.raw).await;
     let now = clock.now();
     match res {
@@ -108,7 +170,8 @@ async fn send_one(store: &Store, transport: &Transport, clock: &SharedClock, row
                     tx.commit()?;
                     Ok(())
                 })
-                .await
+                .await?;
+            Ok(Sent::Yes)
         }
         Err(SendError::Permanent(e)) => {
             tracing::error!(kind = %row.kind, to = ?row.recipients, "mail rejected permanently: {e}");
@@ -120,14 +183,19 @@ async fn send_one(store: &Store, transport: &Transport, clock: &SharedClock, row
                     }
                     Ok(())
                 })
-                .await
+                .await?;
+            Ok(Sent::No)
         }
         Err(SendError::Transient(e)) => {
             let delay = SEND_RETRY_START.saturating_mul(1u32 << row.attempts.min(16)).min(SEND_RETRY_MAX);
             let next = now + chrono::Duration::from_std(delay)?;
-            tracing::warn!(kind = %row.kind, attempt = row.attempts + 1, retry_in = ?delay, "send failed: {e}");
-            store.call(move |c| store::outbox_retry(c, row.id, next, &e)).await
+            tracing::warn!(kind = %row.kind, attempt = row.attempts + 1, retry_in = ?delay, "send deferred by the server: {e}");
+            store.call(move |c| store::outbox_retry(c, row.id, next, &e)).await?;
+            Ok(Sent::No)
+        }
+        Err(SendError::Unreachable(e)) => {
+            tracing::debug!(kind = %row.kind, "send failed, server unreachable: {e}");
+            Ok(Sent::Unreachable(e))
         }
     }
 }
-

@@ -215,6 +215,9 @@ async fn run_with(
         progress: &progress,
     };
     let mut backoff = source::BACKOFF_START;
+    // An outage is logged once when it starts and once when it ends: when it
+    // began, and how many attempts failed since.
+    let mut outage: Option<(Instant, u32)> = None;
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -226,6 +229,9 @@ async fn run_with(
         };
         let result = match connected {
             Ok((session, mut caps)) => {
+                if let Some((since, failed)) = outage.take() {
+                    info!(folder = %cfg.folder, "IMAP: connection restored after {:?} ({failed} failed attempt(s))", since.elapsed());
+                }
                 caps.mv &= !ignore_move;
                 watch(session, &caps, &ctx, &mut backoff).await
             }
@@ -234,13 +240,20 @@ async fn run_with(
         progress.tick();
         match result {
             Ok(()) => break,
-            Err(err) => {
-                if let Some(ImapError::Auth { .. }) = err.downcast_ref::<ImapError>() {
-                    warn!("IMAP authentication failed: {err:#}; retrying in {backoff:?}");
-                } else {
-                    warn!("IMAP source: {err:#}; reconnecting in {backoff:?}");
+            Err(err) => match &mut outage {
+                Some((_, failed)) => {
+                    *failed += 1;
+                    debug!("IMAP source still down: {err:#}; next attempt in {backoff:?}");
                 }
-            }
+                None => {
+                    outage = Some((Instant::now(), 1));
+                    if let Some(ImapError::Auth { .. }) = err.downcast_ref::<ImapError>() {
+                        warn!("IMAP: authentication failed: {err:#}; retrying with backoff (1 s doubling to 64 s) until it works");
+                    } else {
+                        warn!("IMAP: connection lost or refused: {err:#}; mail waits on the server; reconnecting with backoff (1 s doubling to 64 s)");
+                    }
+                }
+            },
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
