@@ -27,7 +27,7 @@ use world::*;
 // ------------------------------------------------------------------ helpers
 
 /// How long a whole batch (all fixtures, a 50 MiB message) may take.
-const BATCH_TIMEOUT: Duration = Duration::from_secs(180);
+const BATCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/world")
@@ -404,6 +404,7 @@ fn world_fixtures_decode_to_the_subjects_they_claim() {
                 // mail-parser hands it over (quotes gone), lower-cased.
                 let from = from.unwrap_or_else(|| panic!("{}: mail-parser must accept the From {lit}", fx.file));
                 let to = from.trim().to_ascii_lowercase();
+                println!("{}: From {lit} reads as {to:?}", fx.file);
                 assert!(to.parse::<lettre::Address>().is_err(), "{}: lettre accepts {to:?} (From {lit})", fx.file);
             }
             _ => assert_eq!(from.as_deref(), p.address.as_deref(), "{}: From address", fx.file),
@@ -420,11 +421,35 @@ fn world_fixtures_decode_to_the_subjects_they_claim() {
     );
 }
 
+/// Polls `f` until it yields `Some` or `timeout` passes (`None`): for checks
+/// that should be reported together with others rather than end the test.
+async fn poll<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every fixture over SMTP; each becomes a case with the decoded subject, each
+/// deliverable reporter gets exactly one ack `[SEC-n] Re: <subject>`, the two
+/// lettre-refused senders get a case, no ack and a `no-ack` event, the team
+/// hears of every case. Checks are collected and reported together, so one
+/// run shows every fixture that fails and why.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_world_report_becomes_a_case_with_one_ack() {
     let w = world("world", Mode::IdleStarttls);
-    // Envelope sender of every fixture (bounces of undeliverable acks do not
-    // come here: those go to secmail's envelope sender).
+    // Envelope sender of every fixture: deliverable, so Postfix has somewhere
+    // to put a bounce.
     let mta = unique_addr("world-mta");
     let mut d = Daemon::start(&w.config);
     d.wait_for_log("secmail running", Duration::from_secs(30)).await;
@@ -434,20 +459,30 @@ async fn every_world_report_becomes_a_case_with_one_ack() {
         smtp_send(&mta, &[&w.security], &p.raw).await;
     }
 
+    let mut failures: Vec<String> = Vec::new();
     // One case per fixture, matched by the decoded subject.
-    let cases = wait_cases(&w, &d, &format!("{} cases, one per fixture", prepared.len()), BATCH_TIMEOUT, |c| {
-        prepared.iter().all(|p| c.iter().any(|c| c["subject"] == p.fx.subject))
+    let all_there = |c: &[Value]| prepared.iter().all(|p| c.iter().any(|c| c["subject"] == p.fx.subject));
+    let cases = match poll(BATCH_TIMEOUT, || async {
+        let c = cases_json(&w.config, true);
+        all_there(&c).then_some(c)
     })
-    .await;
-    let case_of = |p: &Prepared| -> Value {
-        let mut found: Vec<&Value> = cases.iter().filter(|c| c["subject"] == p.fx.subject).collect();
-        assert_eq!(found.len(), 1, "{}: exactly one case with subject {:?}", p.fx.file, p.fx.subject);
-        found.remove(0).clone()
+    .await
+    {
+        Some(c) => c,
+        None => {
+            let c = cases_json(&w.config, true);
+            let list: Vec<String> = c.iter().map(|c| format!("    {} reporter={} subject={:?}", c["id"], c["reporter"], c["subject"])).collect();
+            failures.push(format!("after {BATCH_TIMEOUT:?} not every fixture has a case; cases:\n{}", list.join("\n")));
+            c
+        }
     };
 
-    let mut failures: Vec<String> = Vec::new();
     for p in &prepared {
-        let c = case_of(p);
+        let found: Vec<&Value> = cases.iter().filter(|c| c["subject"] == p.fx.subject).collect();
+        let [c] = found.as_slice() else {
+            failures.push(format!("{}: {} cases with subject {:?}, want 1", p.fx.file, found.len(), p.fx.subject));
+            continue;
+        };
         let id = c["id"].as_str().unwrap().to_string();
         if let Some(a) = &p.address {
             if c["reporter"] != a.to_lowercase().as_str() {
@@ -456,7 +491,15 @@ async fn every_world_report_becomes_a_case_with_one_ack() {
         }
         match (&p.ack_mailbox, p.fx.reporter) {
             (Some(mailbox), _) => {
-                let acks = wait_for_mail(mailbox, 1, &format!("the ack for {} in {mailbox}", p.fx.file)).await;
+                let Some(acks) = poll(ACK_TIMEOUT, || async {
+                    let m = inbox(mailbox).await;
+                    (!m.is_empty()).then_some(m)
+                })
+                .await
+                else {
+                    failures.push(format!("{}: no ack in {mailbox} within {ACK_TIMEOUT:?}", p.fx.file));
+                    continue;
+                };
                 let got = decoded_subject(&acks[0]);
                 let want = format!("[{id}] Re: {}", strip_re(p.fx.subject));
                 if got != want {
@@ -467,10 +510,12 @@ async fn every_world_report_becomes_a_case_with_one_ack() {
                 }
             }
             (None, Reporter::LettreRefused(lit)) => {
-                let detail = wait_for(&format!("a no-ack event on {id} ({lit})"), ACK_TIMEOUT, || async {
-                    try_case_json(&w.config, &id).filter(|c| has_event(c, "no-ack"))
-                })
-                .await;
+                let Some(detail) = poll(ACK_TIMEOUT, || async { try_case_json(&w.config, &id).filter(|c| has_event(c, "no-ack")) }).await
+                else {
+                    let evs = try_case_json(&w.config, &id).map(|c| events(&c)).unwrap_or_default();
+                    failures.push(format!("{}: no no-ack event on {id} ({lit}); events: {evs:?}", p.fx.file));
+                    continue;
+                };
                 let evs = events(&detail);
                 let why = evs.iter().find(|(k, _)| k == "no-ack").map(|(_, d)| d.clone()).unwrap();
                 println!("[world] {}: no-ack detail: {why}", p.fx.file);
@@ -482,39 +527,51 @@ async fn every_world_report_becomes_a_case_with_one_ack() {
                 }
             }
             (None, _) => {
-                // Postfix takes the ack, the harness cannot deliver it (it
+                // Postfix takes the ack and the harness cannot deliver it (it
                 // bounces): the case must record it as sent.
-                wait_for(&format!("ack-sent on {id} ({})", p.fx.file), ACK_TIMEOUT, || async {
-                    try_case_json(&w.config, &id).filter(|c| has_event(c, "ack-sent"))
-                })
-                .await;
+                if poll(ACK_TIMEOUT, || async { try_case_json(&w.config, &id).filter(|c| has_event(c, "ack-sent")) }).await.is_none() {
+                    let evs = try_case_json(&w.config, &id).map(|c| events(&c)).unwrap_or_default();
+                    failures.push(format!("{}: no ack-sent event on {id}; events: {evs:?}", p.fx.file));
+                }
             }
         }
     }
 
     // The team heard of every case.
     let ids: Vec<String> = cases.iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
-    let notes = wait_for("a team notice for every case", ACK_TIMEOUT, || async {
-        let notes = inbox(&w.member).await;
+    let notified = |notes: &[Vec<u8>]| -> Vec<String> {
         let subjects: Vec<String> = notes.iter().map(|n| decoded_subject(n)).collect();
-        ids.iter().all(|id| subjects.iter().any(|s| s.starts_with(&format!("[{id}]")))).then_some(notes)
-    })
-    .await;
-    assert!(notes.len() >= prepared.len());
+        ids.iter().filter(|id| !subjects.iter().any(|s| s.starts_with(&format!("[{id}]")))).cloned().collect()
+    };
+    if poll(ACK_TIMEOUT, || async { notified(&inbox(&w.member).await).is_empty().then_some(()) }).await.is_none() {
+        failures.push(format!("no team notice for {:?}", notified(&inbox(&w.member).await)));
+    }
 
-    // Everything filed, and still exactly one ack per deliverable reporter.
-    wait_for("the security INBOX emptied", BATCH_TIMEOUT, || async { inbox(&w.security).await.is_empty().then_some(()) }).await;
-    assert_eq!(cases_json(&w.config, true).len(), prepared.len(), "no case beyond one per fixture");
+    // Everything filed, nothing beyond one case per fixture, and still
+    // exactly one ack per deliverable reporter (re-read after everything
+    // else, the outbox included, had time to act).
+    if poll(ACK_TIMEOUT, || async { inbox(&w.security).await.is_empty().then_some(()) }).await.is_none() {
+        failures.push(format!("{} message(s) never left the security INBOX", inbox(&w.security).await.len()));
+    }
+    let n = cases_json(&w.config, true).len();
+    if n != prepared.len() {
+        failures.push(format!("{n} cases, want one per fixture ({})", prepared.len()));
+    }
     for p in &prepared {
         if let Some(mailbox) = &p.ack_mailbox {
             let n = inbox(mailbox).await.len();
-            if n != 1 {
+            if n > 1 {
                 failures.push(format!("{}: {n} messages in {mailbox}, want exactly one ack", p.fx.file));
             }
         }
     }
-    assert!(failures.is_empty(), "world mail failures:\n{}\ndaemon log tail:\n{}", failures.join("\n"), tail(&d.log(), 40));
-    assert!(d.try_exit_status().is_none(), "the daemon died; log:\n{}", d.log());
+    assert!(d.try_exit_status().is_none(), "the daemon died; log tail:\n{}", tail(&d.log(), 60));
+    assert!(
+        failures.is_empty(),
+        "world mail failures:\n{}\n\ndaemon log tail:\n{}",
+        failures.join("\n"),
+        tail(&d.log(), 30)
+    );
     assert!(d.stop().success(), "clean exit on SIGTERM; log:\n{}", tail(&d.log(), 40));
 }
 
