@@ -113,6 +113,19 @@ async fn wait_cases(w: &World, d: &Daemon, what: &str, timeout: Duration, done: 
     }
 }
 
+/// Like [`wait_for_mail`], with the daemon's log tail in the panic message.
+async fn wait_mail(d: &Daemon, user: &str, n: usize, what: &str) -> Vec<Vec<u8>> {
+    match poll(ACK_TIMEOUT, || async {
+        let m = inbox(user).await;
+        (m.len() >= n).then_some(m)
+    })
+    .await
+    {
+        Some(m) => m,
+        None => panic!("timed out after {ACK_TIMEOUT:?} waiting for {what}; daemon log tail:\n{}", tail(&d.log(), 40)),
+    }
+}
+
 async fn imap_session(user: &str) -> ImapSession {
     imap_connect_starttls(user).await
 }
@@ -937,10 +950,10 @@ async fn an_expired_member_key_degrades_to_a_metadata_notice() {
     let secret = format!("SECRET-POC-{}", std::process::id());
     smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Auth bypass in the admin API", "exp1@example.test", "", &secret)).await;
 
-    let acks = wait_for_mail(&w.reporter, 1, "the ack").await;
+    let acks = wait_mail(&d, &w.reporter, 1, "the ack").await;
     assert_eq!(decoded_subject(&acks[0]), "[SEC-1] Re: Auth bypass in the admin API");
 
-    let notes = wait_for_mail(&w.member, 1, "the (degraded) team notice").await;
+    let notes = wait_mail(&d, &w.member, 1, "the (degraded) team notice").await;
     let note = &notes[0];
     assert!(decoded_subject(note).starts_with("[SEC-1]"), "notice subject {:?}", decoded_subject(note));
     let text = String::from_utf8_lossy(note);
