@@ -91,7 +91,6 @@ struct Entity {
 struct Head {
     content_type: Option<String>,
     transfer_encoding: Option<String>,
-    ref_ids: usize,
     body_start: usize,
 }
 
@@ -103,13 +102,8 @@ pub fn scan(raw: &[u8], l: &Limits) -> Result<(), Broken> {
             detail: format!("message is {} bytes, over {}", raw.len(), l.max_message_size),
         });
     }
-    let top = header_block(raw, 0, raw.len(), l)?;
-    if top.ref_ids > l.max_references {
-        return Err(Broken {
-            key: "limits.max_references",
-            detail: format!("{} message ids in References/In-Reply-To, over {}", top.ref_ids, l.max_references),
-        });
-    }
+    // The top-level header block: size, fields, References (counted as read).
+    header_block(raw, 0, raw.len(), l)?;
     let mut bufs: Vec<Cow<'_, [u8]>> = vec![Cow::Borrowed(raw)];
     let mut stack = vec![Entity { buf: 0, start: 0, end: raw.len(), depth: 0, encoded: 0, in_digest: false }];
     let mut parts = 0usize;
@@ -184,6 +178,13 @@ pub fn scan(raw: &[u8], l: &Limits) -> Result<(), Broken> {
     Ok(())
 }
 
+fn too_many_refs(n: usize, l: &Limits) -> Broken {
+    Broken {
+        key: "limits.max_references",
+        detail: format!("more than {} message ids in References/In-Reply-To ({n} so far)", l.max_references),
+    }
+}
+
 fn too_deep(l: &Limits) -> Broken {
     Broken { key: "limits.max_mime_depth", detail: format!("MIME nesting deeper than {}", l.max_mime_depth) }
 }
@@ -198,6 +199,7 @@ fn header_block(data: &[u8], start: usize, end: usize, l: &Limits) -> Result<Hea
     let mut head = Head { body_start: end, ..Head::default() };
     let mut pos = start;
     let mut fields = 0usize;
+    let mut refs = 0usize;
     // The field being read: which of ours it is, and its unfolded value.
     let mut current: Option<(u8, String)> = None;
     let finish = |head: &mut Head, cur: Option<(u8, String)>| {
@@ -205,7 +207,7 @@ fn header_block(data: &[u8], start: usize, end: usize, l: &Limits) -> Result<Hea
             match which {
                 b'c' => head.content_type = Some(v),
                 b't' => head.transfer_encoding = Some(v),
-                _ => head.ref_ids += v.bytes().filter(|b| *b == b'<').count(),
+                _ => {}
             }
         }
     };
@@ -223,9 +225,18 @@ fn header_block(data: &[u8], start: usize, end: usize, l: &Limits) -> Result<Hea
             break;
         }
         if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
-            if let Some((_, v)) = current.as_mut() {
-                v.push(' ');
-                v.push_str(String::from_utf8_lossy(line).trim());
+            if let Some((which, v)) = current.as_mut() {
+                // References are counted as they come: a huge References
+                // field is named as such, not only as a big header.
+                if *which == b'r' {
+                    refs += memchr::memchr_iter(b'<', line).count();
+                    if refs > l.max_references {
+                        return Err(too_many_refs(refs, l));
+                    }
+                } else {
+                    v.push(' ');
+                    v.push_str(String::from_utf8_lossy(line).trim());
+                }
             }
         } else {
             finish(&mut head, current.take());
@@ -244,7 +255,15 @@ fn header_block(data: &[u8], start: usize, end: usize, l: &Limits) -> Result<Hea
                 } else {
                     None
                 };
-                current = which.map(|w| (w, String::from_utf8_lossy(&line[colon + 1..]).trim().to_string()));
+                if which == Some(b'r') {
+                    refs += memchr::memchr_iter(b'<', &line[colon + 1..]).count();
+                    if refs > l.max_references {
+                        return Err(too_many_refs(refs, l));
+                    }
+                    current = Some((b'r', String::new()));
+                } else {
+                    current = which.map(|w| (w, String::from_utf8_lossy(&line[colon + 1..]).trim().to_string()));
+                }
             }
         }
         pos = line_end;
@@ -375,8 +394,9 @@ mod tests {
         assert_eq!(scan(many.as_bytes(), &Limits::default()).unwrap_err().key, "limits.max_headers");
         let ids: String = (0..100_000).map(|i| format!(" <{i}@x>\r\n")).collect();
         let refs = format!("From: a@example.org\r\nReferences:{ids}\r\nx");
-        let l = Limits { max_header_size: 10 << 20, ..Limits::default() };
-        assert_eq!(scan(refs.as_bytes(), &l).unwrap_err().key, "limits.max_references");
+        assert_eq!(scan(refs.as_bytes(), &Limits::default()).unwrap_err().key, "limits.max_references");
+        let one_line = format!("From: a@example.org\r\nIn-Reply-To: {}\r\n\r\nx", "<a@b>".repeat(1001));
+        assert_eq!(scan(one_line.as_bytes(), &Limits::default()).unwrap_err().key, "limits.max_references");
     }
 
     #[test]
