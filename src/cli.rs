@@ -147,15 +147,25 @@ fn run_daemon(cfg: Config, clock: SharedClock) -> Result<ExitCode> {
     rt.block_on(async move {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let stop = shutdown.clone();
+        let origin = cfg.origin.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+            else {
                 tracing::error!("cannot install signal handlers");
                 return;
             };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
+            loop {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                    _ = hup.recv() => {
+                        on_hangup(origin.as_deref());
+                        continue;
+                    }
+                }
+                break;
             }
             stop.cancel();
         });
@@ -168,6 +178,28 @@ fn run_daemon(cfg: Config, clock: SharedClock) -> Result<ExitCode> {
         daemon::run(cfg, clock, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: secmail does not swap its config while running (keys, the source
+/// connection and the spam rules are built once; a restart is cheap and loses
+/// nothing). It checks the file on disk and says whether a restart would work.
+fn on_hangup(origin: Option<&std::path::Path>) {
+    let Some(path) = origin else {
+        tracing::info!("SIGHUP: the built-in default has no file to re-read");
+        return;
+    };
+    match Config::load(path) {
+        Ok(_) => tracing::info!(
+            "SIGHUP: {} is valid; the running daemon keeps its config: apply it with `systemctl restart secmail` (the message in hand finishes, queued mail waits in the database)",
+            path.display()
+        ),
+        Err(errs) => {
+            for e in &errs.0 {
+                tracing::error!("SIGHUP: {}: {e}", path.display());
+            }
+            tracing::warn!("SIGHUP: the new config is refused; the running daemon keeps its old one");
+        }
+    }
 }
 
 fn check_config(cfg: &Config, offline: bool) -> Result<ExitCode> {

@@ -404,3 +404,26 @@ async fn trace_logging_never_shows_the_password() {
         assert!(!log.contains(needle), "{needle:?} in the trace log");
     }
 }
+
+/// SIGHUP checks the config on disk and keeps the running one: a bad new
+/// config is refused with one line per problem, and mail still flows.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_refuses_a_bad_new_config_and_keeps_running() {
+    let w = world("hup", Mode::IdleStarttls);
+    let mut d = Daemon::start(&w.config);
+    d.wait_for_log("secmail running", Duration::from_secs(30)).await;
+    let good = std::fs::read_to_string(&w.config).unwrap();
+    std::fs::write(&w.config, good.replace("[mailbox]", "[mailbox]\nbogus_key = 1").replace("case_prefix = \"SEC\"", "case_prefix = \"\"")).unwrap();
+    let pid = d.pid().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    d.wait_for_log("the new config is refused", Duration::from_secs(10)).await;
+    assert!(d.log().contains("SIGHUP: "), "one line per problem");
+    assert!(d.try_exit_status().is_none(), "still running");
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "After HUP", "hup1@example.test", "", "x")).await;
+    let acks = wait_for_mail(&w.reporter, 1, "the ack after SIGHUP").await;
+    assert_eq!(header(&acks[0], "Subject"), "[SEC-1] Re: After HUP");
+    std::fs::write(&w.config, &good).unwrap();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    d.wait_for_log("is valid; the running daemon keeps its config", Duration::from_secs(10)).await;
+    assert!(d.stop().success());
+}

@@ -122,3 +122,83 @@ fn exposure_line_parses() {
     assert_eq!(n, 1.2);
     assert!(line.starts_with("→ Overall"));
 }
+
+/// `(mode, target)` of every `install` line in `text` that lays out
+/// /etc/secmail (lines installing the binary or the unit are not layout).
+fn layout_lines(text: &str) -> Vec<(String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        let line = line.split('#').next().unwrap_or("").trim();
+        if !line.starts_with("install ") || !line.contains("/etc/secmail") {
+            continue;
+        }
+        let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        let mode = words.iter().position(|w| w == "-m").map(|i| words[i + 1].clone()).expect("install line with -m");
+        let target = words.last().unwrap().clone();
+        out.push((mode, target, words));
+    }
+    out
+}
+
+/// See: issue 8 (the unit's comments told ops to make secrets 0640, which
+/// check-config refuses). The layout the unit's comments document is
+/// installed into a temp root and `check-config --offline` accepts it; the
+/// README documents the same modes.
+#[test]
+fn the_documented_install_layout_passes_check_config() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(repo.join("systemd/secmail.service")).unwrap();
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let from_unit = layout_lines(&unit);
+    let from_readme = layout_lines(&readme);
+    let modes = |v: &[(String, String, Vec<String>)]| {
+        let mut m = v.iter().map(|(m, t, _)| (m.clone(), t.clone())).collect::<Vec<_>>();
+        m.sort();
+        m
+    };
+    assert!(from_unit.len() >= 4, "{from_unit:?}");
+    assert_eq!(modes(&from_unit), modes(&from_readme), "the unit's comments and the README disagree");
+
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/secmail");
+    let var = root.path().join("var/lib/secmail");
+    std::fs::create_dir_all(etc.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(&var).unwrap();
+    let relocate = |p: &str| p.replace("/etc/secmail", &etc.display().to_string()).replace("/var/lib/secmail", &var.display().to_string());
+    for (_, _, words) in &from_unit {
+        // Owners need the secmail user, which only an installed host has: the
+        // modes are what check-config judges.
+        let mut args: Vec<String> = Vec::new();
+        let mut it = words.iter().skip(1);
+        while let Some(w) = it.next() {
+            match w.as_str() {
+                "-o" | "-g" => {
+                    it.next();
+                }
+                w if w.starts_with('/') => args.push(relocate(w)),
+                w if w.contains('.') && !w.starts_with('-') => args.push(repo.join(w).display().to_string()),
+                w => args.push(w.to_string()),
+            }
+        }
+        let out = run(Command::new("install").args(&args));
+        assert!(out.status.success(), "install {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // "then write the password" / "then edit": in place, so the modes stay.
+    use std::io::Write as _;
+    for name in ["imap.pass", "smtp.pass"] {
+        let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(etc.join(name)).unwrap();
+        f.write_all(b"correct horse\n").unwrap();
+    }
+    let config = etc.join("secmail.toml");
+    let text = relocate(&std::fs::read_to_string(&config).unwrap());
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&config).unwrap().write_all(text.as_bytes()).unwrap();
+
+    let out = run(Command::new(env!("CARGO_BIN_EXE_secmail")).arg("--config").arg(&config).args(["check-config", "--offline"]));
+    assert!(
+        out.status.success(),
+        "check-config --offline on the documented layout failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
