@@ -375,6 +375,16 @@ fn cases(cfg: &Config, clock: &dyn Clock, all: bool, as_json: bool) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `secmail case` shows of a message it does not parse: its size and the
+/// reason, as the text; the raw bytes stay in the database (`secmail backup`).
+fn secmail_unparsed(raw: &[u8], flags: &str) -> crate::mail::Parsed {
+    let mut p = crate::mail::unparseable(raw, flags);
+    let peek = crate::mail::peek_headers(raw);
+    p.subject = peek.subject;
+    p.text = format!("[not parsed: {flags}; {} bytes kept raw in the database]", raw.len());
+    p
+}
+
 fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result<ExitCode> {
     let Some(n) = parse_case_id(&cfg.mailbox.case_prefix, id) else {
         eprintln!("secmail: {id:?} is not a case id (expected {}-<n>)", cfg.mailbox.case_prefix);
@@ -402,7 +412,17 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
             .into_iter()
             .filter(|m| m.flags != TEAM_NOTICE_FLAG)
             .map(|m| {
-                let seen = daemon::see(&m.raw, keys.as_ref().unwrap_or(&no_keys), &cfg.limits, now);
+                // A message the daemon gave up on may be what breaks the
+                // parser: it is shown as stored, not parsed again.
+                let seen = if m.flags.starts_with("processing failed") {
+                    daemon::Seen {
+                        msg: secmail_unparsed(&m.raw, &m.flags),
+                        reading: crate::keys::Reading::Plain,
+                        inner: None,
+                    }
+                } else {
+                    daemon::see(&m.raw, keys.as_ref().unwrap_or(&no_keys), &cfg.limits, now)
+                };
                 let text = match (&keys, seen.problem()) {
                     (None, Some(_)) => "[encrypted; the team key is not available to this user]".to_string(),
                     (_, Some(reason)) => format!("[encrypted; not decrypted: {reason}]"),
