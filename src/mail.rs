@@ -98,7 +98,12 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
     let parser = MessageParser::default();
     let parsed = if over.is_some() { parser.parse_headers(to_parse) } else { parser.parse(to_parse) };
     let Some(msg) = parsed else {
-        return unparseable(raw, "not an RFC 5322 message (no headers could be parsed)");
+        let mut p = unparseable(raw, "not an RFC 5322 message (no headers could be parsed)");
+        if let Some(b) = over {
+            p.malformed = Some(format!("over a limit ({b}); kept raw, no headers could be parsed"));
+            p.over_limit = Some(b);
+        }
+        return p;
     };
 
     out.has_message_id = msg.message_id().is_some_and(|m| !m.trim().is_empty());
@@ -347,13 +352,30 @@ fn unfold(line: &str) -> String {
     v.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-/// The top-level header block cut to at most `max` bytes at a line end, and
-/// closed with an empty line, for a header-only parse.
+/// The top-level header block with at most `max` bytes of fields, closed with
+/// an empty line, for a header-only parse. A field that does not fit (a 2 MB
+/// Subject, say) is left out with its continuation lines, so the fields after
+/// it (From, Message-ID) still address the ack and thread the message.
 fn header_only(head: &[u8], max: usize) -> Vec<u8> {
-    let mut h = head[..head.len().min(max)].to_vec();
-    if h.len() < head.len() {
-        let cut = h.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
-        h.truncate(cut);
+    let mut h = Vec::with_capacity(head.len().min(max) + 4);
+    let mut pos = 0;
+    let mut skipping = false;
+    while pos < head.len() {
+        let end = memchr::memchr(b'\n', &head[pos..]).map(|i| pos + i + 1).unwrap_or(head.len());
+        let line = &head[pos..end];
+        let continuation = line.first().is_some_and(|c| *c == b' ' || *c == b'\t');
+        if !continuation {
+            // A whole field, with its continuation lines.
+            let mut fend = end;
+            while fend < head.len() && matches!(head[fend], b' ' | b'\t') {
+                fend = memchr::memchr(b'\n', &head[fend..]).map(|i| fend + i + 1).unwrap_or(head.len());
+            }
+            skipping = h.len() + (fend - pos) > max;
+        }
+        if !skipping {
+            h.extend_from_slice(line);
+        }
+        pos = end;
     }
     while h.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         h.pop();
@@ -454,6 +476,19 @@ Message-ID: <dsn1@mx>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; re
         assert_eq!(m.over_limit.unwrap().key, "limits.max_message_size");
         assert_eq!(m.from.as_deref(), Some("rita@example.org"));
         assert!(m.text.is_empty());
+    }
+
+    /// See: fuzz/regressions/parse-over-limit-flag-lost-long-first-line.
+    #[test]
+    fn an_overlong_first_field_is_left_out_and_the_limit_kept() {
+        let raw = format!("Subject: {}\r\nFrom: r@example.org\r\nMessage-ID: <long@x>\r\n\r\nbody\r\n", "A".repeat(2 << 20));
+        let m = parse(raw.as_bytes(), &ParseLimits::default());
+        assert_eq!(m.over_limit.unwrap().key, "limits.max_header_size");
+        assert_eq!(m.from.as_deref(), Some("r@example.org"));
+        assert_eq!(m.message_id, "long@x");
+        let only = format!("X-Long: {}", "A".repeat(5000));
+        let m = parse(only.as_bytes(), &ParseLimits { max_header_size: 4096, ..Default::default() });
+        assert!(m.over_limit.is_some(), "the limit is kept even when no header is left");
     }
 
     #[test]
