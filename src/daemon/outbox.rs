@@ -124,19 +124,27 @@ async fn track_outage(outage: &mut Option<Outage>, pass: &Pass, store: &Store) {
 async fn send_due(store: &Store, transport: &Transport, clock: &SharedClock, batch: usize) -> Result<Pass> {
     let now = clock.now();
     let due = store.call(move |c| store::outbox_due(c, now, batch)).await?;
-    // Several SMTP conversations at once (lettre pools the connections): a
-    // flood's acks must not queue behind each other's round trips.
-    let results: Vec<Result<Sent>> = futures::stream::iter(due)
-        .map(|row| send_one(store, transport, clock, row))
-        .buffer_unordered(SEND_CONCURRENCY)
-        .collect()
-        .await;
+    // Acks first: every ack of the pass is answered before any other mail
+    // starts (concurrent conversations finish in any order).
+    let (acks, others): (Vec<_>, Vec<_>) = due.into_iter().partition(|r| r.kind == "ack");
     let mut pass = Pass::default();
-    for r in results {
-        match r? {
-            Sent::Yes => pass.sent += 1,
-            Sent::Unreachable(why) => pass.unreachable = Some(why),
-            Sent::No => {}
+    for rows in [acks, others] {
+        // Several SMTP conversations at once (lettre pools the connections): a
+        // flood's acks must not queue behind each other's round trips.
+        let results: Vec<Result<Sent>> = futures::stream::iter(rows)
+            .map(|row| send_one(store, transport, clock, row))
+            .buffer_unordered(SEND_CONCURRENCY)
+            .collect()
+            .await;
+        for r in results {
+            match r? {
+                Sent::Yes => pass.sent += 1,
+                Sent::Unreachable(why) => pass.unreachable = Some(why),
+                Sent::No => {}
+            }
+        }
+        if pass.unreachable.is_some() {
+            break;
         }
     }
     Ok(pass)

@@ -462,6 +462,13 @@ async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow
         ctx.progress.tick();
         let disposition = match handled {
             Ok(d) => d,
+            // The database refusing writes is logged once by the pipeline;
+            // the rest of the folder waits for the next cycle, not fetched
+            // again message by message meanwhile.
+            Err(err) if crate::store::is_transient(&err) => {
+                debug!(uid, "IMAP: store unavailable ({err:#}); the folder waits for the next cycle");
+                return Ok(Flow::Done);
+            }
             Err(err) => {
                 warn!(
                     uid,

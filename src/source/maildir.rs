@@ -97,6 +97,10 @@ async fn cycle(root: &Path, handler: &Handler, shutdown: &CancellationToken) -> 
                 };
                 file_away(&path, &dest)?;
             }
+            Err(err) if crate::store::is_transient(&err) => {
+                tracing::debug!(file = %path.display(), "store unavailable ({err:#}); waiting for the next cycle");
+                break;
+            }
             Err(err) => {
                 tracing::warn!(file = %path.display(), "message not processed, will retry: {err:#}");
             }
