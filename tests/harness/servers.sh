@@ -10,11 +10,34 @@
 #   servers.sh stop     stops exactly the processes it started (pid files)
 #   servers.sh status   exit 0 when everything runs and listens
 #
+# For outage tests (tests/outage.rs), which stop one server while secmail
+# runs; all of them hold the same lock as start/stop:
+#   servers.sh stop-dovecot    stop Dovecot only; waits until 14143/14993/14024 close
+#   servers.sh start-dovecot   start Dovecot only; waits until its ports accept
+#   servers.sh stop-postfix    stop Postfix only (its queue is kept); waits until
+#                              14025/14587/14465 close
+#   servers.sh start-postfix   start Postfix only; waits until its ports accept
+#   servers.sh flush-postfix   `postfix flush`: retry deferred mail now
+#   servers.sh reload-postfix  `postfix reload`, and end the sessions open on the
+#                              policy port (14588), so that the next command of
+#                              every client there sees $DIR/postfix/recipient_access
+#
+# Policy port 14588: submission (STARTTLS + AUTH required) like 14587, plus a
+# recipient check against the regexp table $DIR/postfix/recipient_access
+# (comment-only when created; never rewritten by start). A test makes the
+# server answer 4xx or 5xx for an address of its own by writing a line like
+#   /^reporter-x-1@example\.test$/ 450 4.7.1 try later
+# then running reload-postfix. A regexp table is read when an smtpd starts,
+# and an SMTP client keeps its session (and so its smtpd) between mails: that
+# is why reload-postfix ends the sessions on 14588. Only tests that change the
+# table use that port, so no other test is disturbed.
+#
 # Ports (all 127.0.0.1):
 #   14143 IMAP (plain + STARTTLS, IDLE)    14993 IMAPS (implicit TLS)
 #   14024 LMTP (Postfix -> Dovecot)        14025 SMTP, no auth, mynetworks only
 #   14587 submission (STARTTLS + AUTH required)
 #   14465 SMTPS (implicit TLS + AUTH required)
+#   14588 submission with a runtime recipient policy (see above)
 # Users: any <name>@example.test, password "secret"; each address is its own
 # mailbox (Maildir under $DIR/mail/<domain>/<name>), created on first use, so
 # tests that use fresh addresses never see each other's mail.
@@ -41,8 +64,10 @@ readonly VMAIL_USER=secmail-vmail
 readonly PASSWORD=secret
 readonly DOMAIN=example.test
 readonly IMAP_PORT=14143 IMAPS_PORT=14993 LMTP_PORT=14024
-readonly SMTP_PORT=14025 SUBMISSION_PORT=14587 SMTPS_PORT=14465
-readonly ALL_PORTS="$IMAP_PORT $IMAPS_PORT $LMTP_PORT $SMTP_PORT $SUBMISSION_PORT $SMTPS_PORT"
+readonly SMTP_PORT=14025 SUBMISSION_PORT=14587 SMTPS_PORT=14465 POLICY_PORT=14588
+readonly ALL_PORTS="$IMAP_PORT $IMAPS_PORT $LMTP_PORT $SMTP_PORT $SUBMISSION_PORT $SMTPS_PORT $POLICY_PORT"
+readonly DOVECOT_PORTS="$IMAP_PORT $IMAPS_PORT $LMTP_PORT"
+readonly POSTFIX_PORTS="$SMTP_PORT $SUBMISSION_PORT $SMTPS_PORT $POLICY_PORT"
 readonly START_DEADLINE_S=30
 
 # Process titles of this instance's Dovecot children read
@@ -59,6 +84,7 @@ readonly PF_QUEUE="$DIR/postfix-spool"
 readonly PF_DATA="$DIR/postfix-data"
 readonly PF_LOG="$DIR/postfix.log"
 readonly PF_PID="$PF_QUEUE/pid/master.pid"
+readonly PF_ACCESS="$PF_CONF/recipient_access"
 
 log() { echo "servers.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -83,6 +109,17 @@ port_open() { # port
 all_ports_open() {
     local p
     for p in $ALL_PORTS; do port_open "$p" || return 1; done
+}
+
+ports_open() { # ports...
+    local p
+    for p in "$@"; do port_open "$p" || return 1; done
+}
+
+ports_closed() { # ports...
+    local p
+    for p in "$@"; do port_open "$p" && return 1; done
+    return 0
 }
 
 running() {
@@ -310,6 +347,13 @@ render_postfix_master() {
 127.0.0.1:$SMTPS_PORT inet n - n - - smtpd
   -o syslog_name=secmail-harness/smtps
   -o smtpd_tls_wrappermode=yes$sub_opts
+# The policy port: submission plus the runtime recipient access table (no
+# match = DUNNO = accepted). See reload-postfix.
+127.0.0.1:$POLICY_PORT inet n - n - - smtpd
+  -o syslog_name=secmail-harness/policy
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_tls_auth_only=yes$sub_opts
+  -o smtpd_recipient_restrictions=check_recipient_access,regexp:$PF_ACCESS
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -357,7 +401,20 @@ write_configs() {
     render_dovecot | install_if_changed 644 "$DC_CONF" && changed=0
     render_postfix_main | install_if_changed 644 "$PF_CONF/main.cf" && changed=0
     render_postfix_master | install_if_changed 644 "$PF_CONF/master.cf" && changed=0
+    ensure_access_table
     return $changed
+}
+
+# The runtime recipient access table: created comment-only, never overwritten
+# (tests edit it while the servers run), not part of "configuration changed".
+ensure_access_table() {
+    [ -e "$PF_ACCESS" ] && return 0
+    printf '%s\n' \
+        '# Runtime recipient access for the outage tests (regexp table, see servers.sh).' \
+        '# A test adds a line for an address of its own, then runs reload-postfix.' \
+        >"$PF_ACCESS.tmp"
+    chmod 644 "$PF_ACCESS.tmp"
+    mv "$PF_ACCESS.tmp" "$PF_ACCESS"
 }
 
 # --- start / stop ------------------------------------------------------------
@@ -491,6 +548,93 @@ cmd_stop() {
     stop_all
 }
 
+# Waits (at most START_DEADLINE_S) until the ports accept / refuse connections.
+wait_ports() { # open|closed name ports...
+    local want="$1" name="$2" deadline=$((SECONDS + START_DEADLINE_S))
+    shift 2
+    until "ports_$want" "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            print_logs
+            die "$name: ports $* not $want after ${START_DEADLINE_S}s"
+        fi
+        sleep 0.1
+    done
+}
+
+# The single-server commands act on a harness that `start` has set up.
+require_setup() {
+    [ -s "$DC_CONF" ] && [ -s "$PF_CONF/main.cf" ] || die "not set up yet: run '$0 start' first"
+}
+
+cmd_stop_dovecot() {
+    exec 9>"$DIR/.lock"
+    flock 9
+    stop_one dovecot "$DC_PID" dovecot dovecot -c "$DC_CONF" stop
+    wait_ports closed dovecot $DOVECOT_PORTS
+}
+
+cmd_start_dovecot() {
+    exec 9>"$DIR/.lock"
+    flock 9
+    require_setup
+    start_dovecot
+    wait_ports open dovecot $DOVECOT_PORTS
+}
+
+cmd_stop_postfix() {
+    exec 9>"$DIR/.lock"
+    flock 9
+    stop_one postfix "$PF_PID" master postfix -c "$PF_CONF" stop
+    wait_ports closed postfix $POSTFIX_PORTS
+}
+
+cmd_start_postfix() {
+    exec 9>"$DIR/.lock"
+    flock 9
+    require_setup
+    ensure_access_table
+    start_postfix
+    wait_ports open postfix $POSTFIX_PORTS
+}
+
+cmd_flush_postfix() {
+    live_pid "$PF_PID" master >/dev/null || die "postfix is not running"
+    postfix -c "$PF_CONF" flush </dev/null >>"$PF_LOG" 2>&1 9>&- || die "postfix flush failed"
+}
+
+# smtpd processes of this instance serving the policy port.
+policy_smtpds() {
+    local d pid
+    for d in /proc/[0-9]*; do
+        pid="${d#/proc/}"
+        [ "$(cat "$d/comm" 2>/dev/null)" = smtpd ] || continue
+        tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF -- "-n 127.0.0.1:$POLICY_PORT " || continue
+        tr '\0' '\n' 2>/dev/null <"$d/environ" | grep -qxF "MAIL_CONFIG=$PF_CONF" || continue
+        echo "$pid"
+    done
+}
+
+cmd_reload_postfix() {
+    exec 9>"$DIR/.lock"
+    flock 9
+    live_pid "$PF_PID" master >/dev/null || die "postfix is not running"
+    ensure_access_table
+    postfix -c "$PF_CONF" reload </dev/null >>"$PF_LOG" 2>&1 9>&- \
+        || { tail -n 30 "$PF_LOG" >&2; die "postfix reload failed"; }
+    # Sessions kept open by clients (connection pools) would go on with the
+    # table their smtpd read at its start: end them. The master starts new
+    # smtpd processes for the next connections.
+    local pids i
+    pids="$(policy_smtpds)"
+    [ -z "$pids" ] && return 0
+    kill -TERM $pids 2>/dev/null || true
+    for i in $(seq 1 50); do
+        [ -z "$(policy_smtpds | grep -xF "$pids" || true)" ] && return 0
+        sleep 0.1
+    done
+    die "smtpd processes on port $POLICY_PORT did not exit: $pids"
+}
+
 cmd_status() {
     local ok=0 p
     if pid="$(live_pid "$DC_PID" dovecot)"; then echo "dovecot: running (pid $pid)"; else echo "dovecot: stopped"; ok=1; fi
@@ -506,5 +650,14 @@ case "${1-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+    stop-dovecot) cmd_stop_dovecot ;;
+    start-dovecot) cmd_start_dovecot ;;
+    stop-postfix) cmd_stop_postfix ;;
+    start-postfix) cmd_start_postfix ;;
+    flush-postfix) cmd_flush_postfix ;;
+    reload-postfix) cmd_reload_postfix ;;
+    *)
+        echo "usage: $0 start|stop|status|stop-dovecot|start-dovecot|stop-postfix|start-postfix|flush-postfix|reload-postfix" >&2
+        exit 2
+        ;;
 esac
