@@ -478,6 +478,17 @@ Message-ID: <dsn1@mx>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; re
         assert!(m.text.is_empty());
     }
 
+    /// See: fuzz/regressions/parse-mailparser-debug-assert-nested-rfc822 (a
+    /// debug assertion in mail-parser panicked on this in debug builds).
+    #[test]
+    fn forwarded_messages_parse_in_debug_builds_too() {
+        let raw = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions/parse-mailparser-debug-assert-nested-rfc822")).unwrap();
+        let _ = parse(&raw, &ParseLimits::default());
+        let seed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/hostile-nested-rfc822.eml")).unwrap();
+        let m = parse(&seed, &ParseLimits::default());
+        assert!(m.over_limit.is_none() && m.from.is_some(), "{:?}", m.malformed);
+    }
+
     /// See: fuzz/regressions/parse-over-limit-flag-lost-long-first-line.
     #[test]
     fn an_overlong_first_field_is_left_out_and_the_limit_kept() {
