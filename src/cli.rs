@@ -378,9 +378,7 @@ fn cases(cfg: &Config, clock: &dyn Clock, all: bool, as_json: bool) -> Result<Ex
 /// What `secmail case` shows of a message it does not parse: its size and the
 /// reason, as the text; the raw bytes stay in the database (`secmail backup`).
 fn secmail_unparsed(raw: &[u8], flags: &str) -> crate::mail::Parsed {
-    let mut p = crate::mail::unparseable(raw, flags);
-    let peek = crate::mail::peek_headers(raw);
-    p.subject = peek.subject;
+    let mut p = crate::mail::kept_raw(raw, flags);
     p.text = format!("[not parsed: {flags}; {} bytes kept raw in the database]", raw.len());
     p
 }

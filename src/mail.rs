@@ -185,7 +185,7 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
     out.dedupe_key = if out.has_message_id {
         hash(&[mid.as_bytes(), b"\0", out.from.as_deref().unwrap_or("").as_bytes(), b"\0", out.subject.as_bytes(), b"\0", body])
     } else {
-        hash(&[raw])
+        raw_hash(raw)
     };
     out.message_id = if out.has_message_id {
         mid.trim_matches(['<', '>']).to_string()
@@ -246,10 +246,24 @@ pub fn peek_headers(raw: &[u8]) -> Peek {
     out
 }
 
+/// The hex SHA-256 of a message's raw bytes: the dedupe key of a message kept
+/// unparsed, and what processing attempts are counted under (one key, so a
+/// message given up on is recognised when it is offered again).
+pub fn raw_hash(raw: &[u8]) -> String {
+    hash(&[raw])
+}
+
+/// A message kept without mail-parser (see [`unparseable`]), with the From and
+/// Subject that [`peek_headers`] reads off it, for the case and the team.
+pub fn kept_raw(raw: &[u8], why: &str) -> Parsed {
+    let peek = peek_headers(raw);
+    Parsed { from: peek.from, subject: peek.subject, ..unparseable(raw, why) }
+}
+
 /// What is known of a message that could not be parsed at all: its bytes, a
 /// synthetic Message-ID from their hash, and why.
 pub fn unparseable(raw: &[u8], why: &str) -> Parsed {
-    let dedupe_key = hash(&[raw]);
+    let dedupe_key = raw_hash(raw);
     Parsed {
         message_id: format!("{}@secmail.invalid", &dedupe_key[..32]),
         dedupe_key,

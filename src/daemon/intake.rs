@@ -22,7 +22,6 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use super::perform::Perform;
@@ -54,11 +53,6 @@ pub struct Pipeline {
     /// Since when the database has refused writes (disk full, locked), if it
     /// does: logged once when it starts and once when it ends.
     store_down: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-}
-
-/// The hex SHA-256 of the raw bytes: what attempts are counted under.
-fn raw_hash(raw: &[u8]) -> String {
-    Sha256::digest(raw).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The text of a caught panic.
@@ -99,7 +93,7 @@ impl Pipeline {
     /// [`Pipeline::handle`] with its attempt counted.
     async fn handle_counted(&self, raw: Vec<u8>) -> Result<Outcome> {
         let raw = Arc::new(raw);
-        let key = raw_hash(&raw);
+        let key = mail::raw_hash(&raw);
         let now = self.clock.now();
         let max = self.cfg.limits.max_attempts;
         let k = key.clone();
@@ -243,14 +237,11 @@ impl Pipeline {
         let cfg = &*self.cfg;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         store::attempts_done(&tx, key)?;
-        let mut msg = mail::unparseable(raw, &format!("processing failed: {why}"));
+        let msg = mail::kept_raw(raw, &format!("processing failed: {why}"));
         if store::message_seen(&tx, "in", &msg.dedupe_key)? {
             tx.commit()?;
             return Ok(Outcome { disposition: Disposition::Processed, case: None, duplicate: true, summary: "already kept as failed".into() });
         }
-        let peek = mail::peek_headers(raw);
-        msg.from = peek.from;
-        msg.subject = peek.subject;
         let reporter = msg.from.clone().unwrap_or_else(|| "(unknown)".into());
         let subject = if msg.subject.is_empty() { "(processing failed)".to_string() } else { msg.subject.clone() };
         let id = store::insert_case(&tx, &reporter, &subject, false, now)?;
@@ -554,7 +545,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (p, store) = pipeline(d.path());
         let raw = b"From: r@example.org\r\nSubject: crash\r\nMessage-ID: <crash@x>\r\n\r\nx\r\n".to_vec();
-        let key = raw_hash(&raw);
+        let key = mail::raw_hash(&raw);
         let now = "2026-11-25T10:00:00Z".parse().unwrap();
         for _ in 0..3 {
             store.call_sync(|c| store::begin_attempt(c, &key, now)).unwrap();
