@@ -45,8 +45,19 @@ const MIN_KILLS: usize = 10;
 /// Give up on the kill loop after this many kills (a daemon that never
 /// progresses would otherwise keep the loop going for ever).
 const MAX_KILLS: usize = 60;
-/// Random time between a (re)start and its SIGKILL, milliseconds.
-const KILL_DELAY_MS: (u64, u64) = (150, 1500);
+/// Most kills come after the daemon filed a random number of messages since
+/// its (re)start, in this range, plus a random extra delay (milliseconds):
+/// paced by progress, not by the clock, so a faster machine still sees ten
+/// kills while work remains (10 × 50 of the 1,000, plus what is filed during the extra delay).
+const KILL_AFTER_FILED: (u64, u64) = (10, 50);
+const KILL_EXTRA_MS: (u64, u64) = (0, 150);
+/// One kill in four comes at a random time after the (re)start instead, in
+/// this range (milliseconds): during start-up, folder preparation, the first
+/// fetch, or the outbox's first pass.
+const KILL_EARLY_MS: (u64, u64) = (50, 600);
+/// How long to wait for the daemon to file `KILL_AFTER_FILED` messages before
+/// killing it anyway.
+const PROGRESS_DEADLINE: Duration = Duration::from_secs(30);
 /// After the last kill: how long the daemon may take to finish everything.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
 /// How long delivered mail may take to show up in the mailboxes once the
@@ -397,8 +408,19 @@ passphrase_file = "{pass}"
     let mut kill_times = Vec::new();
     let mut in_hand = Vec::new();
     let mut d = Daemon::start(&w.config);
+    let mut left_at_start = total as u32;
     loop {
-        tokio::time::sleep(Duration::from_millis(rng.between(KILL_DELAY_MS.0, KILL_DELAY_MS.1))).await;
+        if rng.below(4) == 0 {
+            tokio::time::sleep(Duration::from_millis(rng.between(KILL_EARLY_MS.0, KILL_EARLY_MS.1))).await;
+        } else {
+            let filed = rng.between(KILL_AFTER_FILED.0, KILL_AFTER_FILED.1) as u32;
+            let target = left_at_start.saturating_sub(filed);
+            let until = Instant::now() + PROGRESS_DEADLINE;
+            while Instant::now() < until && folder_count(&w.security, "INBOX").await > target {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.between(KILL_EXTRA_MS.0, KILL_EXTRA_MS.1))).await;
+        }
         kill9(&mut d).await;
         kill_times.push(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64());
         kills_total += 1;
@@ -418,6 +440,7 @@ passphrase_file = "{pass}"
         if kills_with_work >= MIN_KILLS || left == 0 || kills_total >= MAX_KILLS {
             break;
         }
+        left_at_start = left;
         d = Daemon::start(&w.config);
     }
     println!(
