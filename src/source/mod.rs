@@ -4,6 +4,7 @@
 //! message on (`processed_folder` / `quarantine_folder`, or Maildir `cur/`).
 //! Nothing is ever deleted.
 
+pub mod folders;
 pub mod imap;
 pub mod maildir;
 
