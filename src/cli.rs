@@ -253,13 +253,22 @@ fn check_config(cfg: &Config, offline: bool) -> Result<ExitCode> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     let mut ok = true;
+    let mut config_error = false;
     rt.block_on(async {
         match &cfg.source {
             SourceConfig::Imap(i) => match crate::source::imap::check_login(i).await {
-                Ok(s) => println!("imap: {s}"),
+                Ok(s) => {
+                    for line in s.lines() {
+                        println!("imap: {line}");
+                    }
+                }
                 Err(e) => {
                     eprintln!("secmail: imap: {e:#}");
                     ok = false;
+                    // A folder the server refuses is a configuration error.
+                    if e.downcast_ref::<crate::source::imap::ImapError>().is_some_and(|e| e.is_folder_problem()) {
+                        config_error = true;
+                    }
                 }
             },
             SourceConfig::Maildir(m) => println!("maildir: {}", m.path.display()),
@@ -278,7 +287,13 @@ fn check_config(cfg: &Config, offline: bool) -> Result<ExitCode> {
             }
         }
     });
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if config_error {
+        ExitCode::from(EXIT_CONFIG)
+    } else if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

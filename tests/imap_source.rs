@@ -451,86 +451,115 @@ async fn shutdown_finishes_the_message_in_hand() {
     assert!(inbox_empty(&user).await);
 }
 
-/// (8) Without MOVE (RFC 6851), messages are copied to their folder and marked
-/// `$SecmailProcessed` in INBOX, where they stay (nothing is ever deleted), and
-/// are not offered again, not even by a fresh start.
+/// Runs the source as if the server lacked `ignore`, recording into `seen`;
+/// a message whose text holds "handler fails" is refused by the handler, so it
+/// stays in INBOX.
+fn start_without(user: &str, seen: &Seen, ignore: &'static [&'static str]) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+    init_logs();
+    let token = CancellationToken::new();
+    let cfg = config(user, Tls::Starttls, true, Duration::from_secs(600));
+    let task = tokio::spawn(imap::run_without(
+        cfg,
+        Store::open_in_memory().unwrap(),
+        recording(seen, |raw| {
+            if String::from_utf8_lossy(raw).contains("handler fails") {
+                anyhow::bail!("refused by the test")
+            }
+            Ok(Disposition::Processed)
+        }),
+        token.clone(),
+        Default::default(),
+        ignore,
+    ));
+    (token, task)
+}
+
+/// A person's message in `user`'s INBOX, marked `\Deleted` by them, that the
+/// handler refuses: it must still be there after secmail filed the others.
+async fn a_persons_deleted_message(user: &str) {
+    smtp_send("rita@example.test", &[user], &message(user, "person's draft, handler fails")).await;
+    wait_in(user, "INBOX", "person's draft").await;
+    let mut session = common::imap_connect_starttls(user).await;
+    session.select("INBOX").await.unwrap();
+    let uids = session.uid_search("SUBJECT \"person's draft\"").await.unwrap();
+    assert_eq!(uids.len(), 1);
+    let uid = uids.into_iter().next().unwrap().to_string();
+    use futures::TryStreamExt as _;
+    session.uid_store(&uid, "+FLAGS.SILENT (\\Deleted)").await.unwrap().try_collect::<Vec<_>>().await.unwrap();
+    session.logout().await.unwrap();
+}
+
+/// Without MOVE (RFC 6851), with the server's UIDPLUS (RFC 4315): messages are
+/// copied to their folder and exactly the copied originals are removed with
+/// `UID EXPUNGE`; a person's own `\Deleted` message in INBOX stays (no bare
+/// EXPUNGE), and nothing is offered twice, not even by a fresh start.
 #[tokio::test(flavor = "multi_thread")]
-async fn without_move_copies_and_marks_and_never_deletes() {
-    let user = unique_addr("imap-nomove");
-    smtp_send(
-        "rita@example.test",
-        &[&user],
-        &message(&user, "copied report one"),
-    )
-    .await;
-    smtp_send(
-        "rita@example.test",
-        &[&user],
-        &message(&user, "copied report two"),
-    )
-    .await;
-    wait_for("two messages in INBOX", DELIVERY_TIMEOUT, || async {
-        (imap_fetch_all(&user, "INBOX").await.len() == 2).then_some(())
+async fn without_move_copies_then_uid_expunges_only_what_it_copied() {
+    let user = unique_addr("imap-nomove-uidplus");
+    a_persons_deleted_message(&user).await;
+    for n in ["one", "two"] {
+        smtp_send("rita@example.test", &[&user], &message(&user, &format!("copied report {n}"))).await;
+    }
+    wait_for("three messages in INBOX", DELIVERY_TIMEOUT, || async {
+        (imap_fetch_all(&user, "INBOX").await.len() == 3).then_some(())
     })
     .await;
     let seen = Seen::default();
-    let start_without_move = |seen: &Seen| {
-        init_logs();
-        let token = CancellationToken::new();
-        let cfg = config(&user, Tls::Starttls, true, Duration::from_secs(600));
-        let task = tokio::spawn(imap::run_without_move(
-            cfg,
-            Store::open_in_memory().unwrap(),
-            recording(seen, |_| Ok(Disposition::Processed)),
-            token.clone(),
-            Default::default(),
-        ));
-        (token, task)
-    };
-    let (token, task) = start_without_move(&seen);
+    let (token, task) = start_without(&user, &seen, &["MOVE"]);
     wait_in(&user, PROCESSED, "copied report one").await;
     wait_in(&user, PROCESSED, "copied report two").await;
     // New mail during IDLE.
-    smtp_send(
-        "rita@example.test",
-        &[&user],
-        &message(&user, "copied report three"),
-    )
-    .await;
+    smtp_send("rita@example.test", &[&user], &message(&user, "copied report three")).await;
     wait_in(&user, PROCESSED, "copied report three").await;
     stop(token, task).await;
-
-    // A fresh start (empty store) skips what is marked.
-    let (token, task) = start_without_move(&seen);
-    smtp_send(
-        "rita@example.test",
-        &[&user],
-        &message(&user, "copied report four"),
-    )
-    .await;
+    let (token, task) = start_without(&user, &seen, &["MOVE"]);
+    smtp_send("rita@example.test", &[&user], &message(&user, "copied report four")).await;
     wait_in(&user, PROCESSED, "copied report four").await;
     stop(token, task).await;
 
-    assert_eq!(
-        seen.times("copied report").len(),
-        4,
-        "each message offered exactly once"
-    );
-    assert_eq!(
-        imap_fetch_all(&user, "INBOX").await.len(),
-        4,
-        "originals stay in INBOX"
-    );
+    assert_eq!(seen.times("copied report").len(), 4, "each message offered exactly once");
+    let inbox = imap_fetch_all(&user, "INBOX").await;
+    assert_eq!(inbox.len(), 1, "only the person's message is left in INBOX");
+    assert!(holds(&inbox, "person's draft"), "the person's \\Deleted message was not expunged");
+    assert_eq!(imap_fetch_all(&user, PROCESSED).await.len(), 4);
+}
+
+/// Without MOVE and without UIDPLUS: messages are copied to their folder and
+/// marked `$SecmailProcessed` in INBOX, where they stay (no EXPUNGE of any
+/// kind), and are not offered again, not even by a fresh start.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_move_or_uidplus_copies_and_marks_and_never_deletes() {
+    let user = unique_addr("imap-nomove");
+    a_persons_deleted_message(&user).await;
+    for n in ["one", "two"] {
+        smtp_send("rita@example.test", &[&user], &message(&user, &format!("copied report {n}"))).await;
+    }
+    wait_for("three messages in INBOX", DELIVERY_TIMEOUT, || async {
+        (imap_fetch_all(&user, "INBOX").await.len() == 3).then_some(())
+    })
+    .await;
+    let seen = Seen::default();
+    let (token, task) = start_without(&user, &seen, &["MOVE", "UIDPLUS"]);
+    wait_in(&user, PROCESSED, "copied report one").await;
+    wait_in(&user, PROCESSED, "copied report two").await;
+    smtp_send("rita@example.test", &[&user], &message(&user, "copied report three")).await;
+    wait_in(&user, PROCESSED, "copied report three").await;
+    stop(token, task).await;
+    // A fresh start (empty store) skips what is marked.
+    let (token, task) = start_without(&user, &seen, &["MOVE", "UIDPLUS"]);
+    smtp_send("rita@example.test", &[&user], &message(&user, "copied report four")).await;
+    wait_in(&user, PROCESSED, "copied report four").await;
+    stop(token, task).await;
+
+    assert_eq!(seen.times("copied report").len(), 4, "each message offered exactly once");
+    assert_eq!(imap_fetch_all(&user, "INBOX").await.len(), 5, "originals stay in INBOX, the person's too");
     let mut session = common::imap_connect_starttls(&user).await;
     session.select("INBOX").await.unwrap();
-    let marked = session
-        .uid_search("KEYWORD $SecmailProcessed")
-        .await
-        .unwrap();
+    let marked = session.uid_search("KEYWORD $SecmailProcessed").await.unwrap();
     let deleted = session.uid_search("DELETED").await.unwrap();
     session.logout().await.unwrap();
     assert_eq!(marked.len(), 4, "every original carries the keyword");
-    assert!(deleted.is_empty(), "nothing is marked \\Deleted");
+    assert_eq!(deleted.len(), 1, "only the person's message is marked \\Deleted");
 }
 
 /// (9) `check_login` (for `secmail check-config`) over both TLS modes, and a
@@ -561,4 +590,42 @@ async fn check_login_reports_what_failed() {
     );
     assert!(!text.contains("not-the-password"), "{text}");
     println!("wrong password: {text}");
+}
+
+/// A target folder the server refuses (Dovecot's Maildir++ layout takes no
+/// '.' in a name) is a configuration error, not an outage: `check_login` names
+/// the folder and the server's words, and the source still reads INBOX, hands
+/// every message over once and marks it `$SecmailProcessed` where it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_target_folder_still_reads_the_inbox_and_marks_in_place() {
+    let user = unique_addr("imap-refused");
+    let mut cfg = config(&user, Tls::Starttls, true, Duration::from_secs(600));
+    cfg.processed_folder = "secmail.v2/processed".into();
+    let e = imap::check_login(&cfg).await.unwrap_err();
+    let text = format!("{e:#}");
+    println!("refused folder: {text}");
+    assert!(
+        e.downcast_ref::<imap::ImapError>().is_some_and(|e| e.is_folder_problem()),
+        "{text}"
+    );
+    assert!(text.contains("secmail.v2/processed"), "{text}");
+
+    smtp_send("rita@example.test", &[&user], &message(&user, "report despite the folder")).await;
+    wait_in(&user, "INBOX", "report despite the folder").await;
+    let seen = Seen::default();
+    let (token, task) = start(cfg.clone(), Store::open_in_memory().unwrap(), recording(&seen, |_| Ok(Disposition::Processed)));
+    seen.wait("report despite the folder", 1).await;
+    smtp_send("rita@example.test", &[&user], &message(&user, "second report during IDLE")).await;
+    seen.wait("second report during IDLE", 1).await;
+    wait_for("both marked $SecmailProcessed", DELIVERY_TIMEOUT, || async {
+        let mut session = common::imap_connect_starttls(&user).await;
+        session.select("INBOX").await.unwrap();
+        let marked = session.uid_search("KEYWORD $SecmailProcessed").await.unwrap();
+        session.logout().await.unwrap();
+        (marked.len() == 2).then_some(())
+    })
+    .await;
+    stop(token, task).await;
+    assert_eq!(seen.times("report").len(), 2, "each message offered exactly once");
+    assert_eq!(imap_fetch_all(&user, "INBOX").await.len(), 2, "both stay in INBOX");
 }

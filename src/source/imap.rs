@@ -5,12 +5,16 @@
 //! or poll, and do it again; reconnect with backoff on any failure.
 //!
 //! Side effects: network (one IMAP connection at a time, TLS per `cfg.tls`);
-//! creates the two target folders when missing; moves messages with `UID MOVE`
-//! (RFC 6851) or, without MOVE, copies them and marks the original with the
-//! keyword [`PROCESSED_KEYWORD`]. Never sets `\Deleted`, never EXPUNGEs: nothing is
-//! ever deleted from the mailbox. Records UIDVALIDITY and the highest filed UID per
-//! folder in the store ([`Store::set_imap_sync`]). Logs neither message contents
-//! nor the password.
+//! creates the two target folders when missing, named by the server's rules
+//! ([`folders`]: NAMESPACE, hierarchy delimiter, modified UTF-7); moves messages
+//! with `UID MOVE` (RFC 6851) or, without MOVE, copies them, marks the original
+//! with the keyword [`PROCESSED_KEYWORD`] and, with UIDPLUS (RFC 4315), removes
+//! exactly that original with `UID EXPUNGE` (a MOVE done in three steps; never a
+//! bare EXPUNGE, which would also remove what a person marked `\Deleted`).
+//! When the server refuses the target folders (name, rights, quota), messages
+//! are still processed and are marked with the keyword where they are. Records
+//! UIDVALIDITY and the highest filed UID per folder in the store
+//! ([`Store::set_imap_sync`]). Logs neither message contents nor the password.
 //!
 //! Protocol rules cited below are from RFC 3501 (IMAP4rev1); RFC 9051 (IMAP4rev2)
 //! keeps them, and nothing here needs IMAP4rev2.
@@ -35,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{ImapConfig, Tls};
+use crate::source::folders::{self, Namespace};
 use crate::source::{self, Disposition, Handler, Progress};
 use crate::store::Store;
 
@@ -47,8 +52,14 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Limit for the polite LOGOUT on shutdown: the server owes us nothing then.
 pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest single IDLE before it is re-issued. RFC 2177 §3: servers may log a
-/// client off after 30 minutes, so clients re-issue IDLE at least every 29.
-pub const IDLE_MAX: Duration = Duration::from_secs(25 * 60);
+/// client off after 30 minutes, so clients re-issue IDLE at least every 29;
+/// hosted servers drop an idle connection sooner (Exchange Online and Gmail
+/// after about 10 minutes), so 9.
+pub const IDLE_MAX: Duration = Duration::from_secs(9 * 60);
+/// While the server refuses a folder (a configuration error: its name or our
+/// rights), how often it is tried again. Slow on purpose: the log says what to
+/// fix, and a retry every second would only fill it.
+pub const FOLDER_RETRY: Duration = Duration::from_secs(10 * 60);
 /// Messages larger than this (RFC 3501 `RFC822.SIZE`) are not fetched: the IMAP
 /// client buffers a whole response, up to 512 MiB, so one such message would fail
 /// every cycle and block the rest of the folder. They stay where they are and are
@@ -84,6 +95,22 @@ pub enum ImapError {
         #[source]
         source: BoxError,
     },
+    /// The server refuses a folder we are configured to use (CREATE and STATUS,
+    /// or SELECT, answered NO/BAD): its name or our rights. A configuration
+    /// error; retrying soon will not help.
+    #[error("the IMAP server refuses folder {folder:?} (configured as {configured:?}): {said}")]
+    FolderRefused {
+        configured: String,
+        folder: String,
+        said: String,
+    },
+    /// A configured folder name the server's naming rules cannot express.
+    #[error("folder {configured:?}: {source}")]
+    FolderName {
+        configured: String,
+        #[source]
+        source: folders::NameError,
+    },
     /// A command failed or timed out, or the connection dropped.
     #[error("IMAP {what} failed")]
     Protocol {
@@ -107,6 +134,41 @@ impl ImapError {
             _ => false,
         }
     }
+
+    /// Whether this is a configuration error about a folder (see
+    /// [`ImapError::FolderRefused`], [`ImapError::FolderName`]).
+    pub fn is_folder_problem(&self) -> bool {
+        matches!(self, ImapError::FolderRefused { .. } | ImapError::FolderName { .. })
+    }
+}
+
+/// The server's words in a NO/BAD refusal, or the error's text. async-imap
+/// keeps only a Debug rendering of the response (`code: None, info:
+/// Some("[CANNOT] ...")`): the text inside `Some("...")` is what the server said.
+fn said(e: &ProtoError) -> String {
+    match e {
+        ProtoError::No(t) | ProtoError::Bad(t) => server_words(t),
+        other => other.to_string(),
+    }
+}
+
+fn server_words(debug: &str) -> String {
+    let Some(at) = debug.find("info: Some(\"").map(|i| i + 12).or_else(|| debug.find("information: Some(\"").map(|i| i + 19)) else {
+        return debug.trim().to_string();
+    };
+    let mut out = String::new();
+    let mut chars = debug[at..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => out.push(n),
+                None => break,
+            },
+            '"' => break,
+            c => out.push(c),
+        }
+    }
+    out.trim().to_string()
 }
 
 /// The byte stream under an IMAP session, whatever the TLS mode, so that one
@@ -123,17 +185,30 @@ struct ServerCaps {
     idle: bool,
     /// RFC 6851 MOVE.
     mv: bool,
+    /// RFC 4315 UIDPLUS (`UID EXPUNGE`).
+    uidplus: bool,
+    /// RFC 2342 NAMESPACE.
+    namespace: bool,
     /// Every capability name, for `check-config`.
     names: Vec<String>,
 }
 
 impl ServerCaps {
+    /// Forget `names` (for tests of the fallbacks).
+    fn remove(&mut self, names: &[&str]) {
+        let gone = |c: &str| names.iter().any(|n| n.eq_ignore_ascii_case(c));
+        self.names.retain(|n| !gone(n));
+        *self = ServerCaps::from_names(std::mem::take(&mut self.names));
+    }
+
     fn from_names(mut names: Vec<String>) -> ServerCaps {
         names.sort();
         let has = |c: &str| names.iter().any(|n| n.eq_ignore_ascii_case(c));
         ServerCaps {
             idle: has("IDLE"),
             mv: has("MOVE"),
+            uidplus: has("UIDPLUS"),
+            namespace: has("NAMESPACE"),
             names,
         }
     }
@@ -146,6 +221,44 @@ struct Ctx<'a> {
     handler: &'a Handler,
     shutdown: &'a CancellationToken,
     progress: &'a Progress,
+    /// Folder trouble, across reconnects, so it is logged once per episode.
+    trouble: std::sync::Mutex<Trouble>,
+}
+
+/// Configuration trouble with folders that outlives a connection: each kind
+/// is logged once when it starts and once when it ends.
+#[derive(Debug, Default)]
+struct Trouble {
+    /// The target folders cannot be used (since when): messages are marked
+    /// [`PROCESSED_KEYWORD`] where they are.
+    targets: Option<Instant>,
+    /// The source folder is refused (since when).
+    source: Option<Instant>,
+    /// A MOVE or COPY was refused (since when, how many messages marked in
+    /// place meanwhile).
+    filing: Option<(Instant, u64)>,
+}
+
+/// The folders of this connection, as the server names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folders {
+    /// The server's personal namespace (or the delimiter from `LIST "" ""`).
+    pub namespace: Namespace,
+    /// `cfg.folder`.
+    pub source: String,
+    /// `cfg.processed_folder`.
+    pub processed: String,
+    /// `cfg.quarantine_folder`.
+    pub quarantine: String,
+}
+
+/// How this connection files a message it has handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filing {
+    /// Into the target folders.
+    Folders,
+    /// The target folders are refused: mark [`PROCESSED_KEYWORD`] in place.
+    InPlace,
 }
 
 /// How a sync cycle ended.
@@ -164,9 +277,12 @@ enum Flow {
 /// `UID SEARCH`es every message still there, and for each, in ascending UID order:
 /// `UID FETCH uid BODY.PEEK[]` (RFC 3501 §6.4.5, `.PEEK` so `\Seen` is left alone),
 /// the handler, then `UID MOVE` (RFC 6851) to `processed_folder` or
-/// `quarantine_folder` (without MOVE: `UID COPY` plus the keyword
-/// [`PROCESSED_KEYWORD`]; RFC 4315 UIDPLUS is not needed), and the new sync state
-/// into the store. A handler `Err` leaves the message in place for the next
+/// `quarantine_folder` (without MOVE: `UID COPY`, the keyword
+/// [`PROCESSED_KEYWORD`], and with UIDPLUS `UID EXPUNGE` of that UID), and the new
+/// sync state into the store. Folder names follow the server's namespace
+/// ([`folders::wire_name`]). A folder the server refuses is a configuration
+/// error: one warning with the server's words, a retry every [`FOLDER_RETRY`],
+/// and meanwhile the inbox is still read (messages marked in place). A handler `Err` leaves the message in place for the next
 /// cycle. Then it waits: IDLE (RFC 2177) re-issued every `poll_interval` (at most
 /// [`IDLE_MAX`]) when `cfg.idle` and the server offers it, else a `poll_interval`
 /// sleep.
@@ -183,29 +299,20 @@ pub async fn run(
     shutdown: CancellationToken,
     progress: Progress,
 ) -> anyhow::Result<()> {
-    run_with(cfg, store, handler, shutdown, progress, false).await
+    run_without(cfg, store, handler, shutdown, progress, &[]).await
 }
 
-/// [`run`] as if the server lacked MOVE (RFC 6851), so that the COPY + keyword
-/// fallback can be tested against a real server that has it. Not for production.
+/// [`run`] as if the server lacked the capabilities `ignore` (e.g. `MOVE`,
+/// `UIDPLUS`), so that the fallbacks can be tested against a real server that
+/// has them. Not for production.
 #[doc(hidden)]
-pub async fn run_without_move(
+pub async fn run_without(
     cfg: ImapConfig,
     store: Store,
     handler: Handler,
     shutdown: CancellationToken,
     progress: Progress,
-) -> anyhow::Result<()> {
-    run_with(cfg, store, handler, shutdown, progress, true).await
-}
-
-async fn run_with(
-    cfg: ImapConfig,
-    store: Store,
-    handler: Handler,
-    shutdown: CancellationToken,
-    progress: Progress,
-    ignore_move: bool,
+    ignore: &'static [&'static str],
 ) -> anyhow::Result<()> {
     let ctx = Ctx {
         cfg: &cfg,
@@ -213,6 +320,7 @@ async fn run_with(
         handler: &handler,
         shutdown: &shutdown,
         progress: &progress,
+        trouble: Default::default(),
     };
     let mut backoff = source::BACKOFF_START;
     // An outage is logged once when it starts and once when it ends: when it
@@ -232,7 +340,7 @@ async fn run_with(
                 if let Some((since, failed)) = outage.take() {
                     info!(folder = %cfg.folder, "IMAP: connection restored after {:?} ({failed} failed attempt(s))", since.elapsed());
                 }
-                caps.mv &= !ignore_move;
+                caps.remove(ignore);
                 watch(session, &caps, &ctx, &mut backoff).await
             }
             Err(e) => Err(e.into()),
@@ -265,32 +373,171 @@ async fn run_with(
     Ok(())
 }
 
-/// Log in and out once (for `secmail check-config`), EXAMINE-ing `cfg.folder`
-/// read-only on the way (RFC 3501 §6.3.2). Returns a one-line summary (message
-/// count, IDLE/MOVE support, capabilities); the error says what failed
-/// (connect, TLS, authentication, folder).
+/// Log in and out once (for `secmail check-config`): read the namespace, map
+/// the configured folders into it, create or check the two target folders,
+/// EXAMINE `cfg.folder` read-only (RFC 3501 §6.3.2), and look for a SPECIAL-USE
+/// `\Junk` folder (RFC 6154) to suggest for quarantine. Returns lines for the
+/// operator (what it logged in to, which folder each name maps to, message
+/// count, IDLE/MOVE/UIDPLUS support, capabilities); the error says what failed
+/// (connect, TLS, authentication, a refused folder: [`ImapError::is_folder_problem`]).
 pub async fn check_login(cfg: &ImapConfig) -> anyhow::Result<String> {
     let (mut session, caps) = connect_and_login(cfg).await?;
-    let mailbox = cmd(
-        &format!("EXAMINE {:?}", cfg.folder),
-        COMMAND_TIMEOUT,
-        session.examine(&cfg.folder),
-    )
-    .await?;
+    let result = check_folders(&mut session, &caps, cfg).await;
     logout(&mut session).await;
+    let (folders, exists, junk) = result?;
     let yes_no = |b: bool| if b { "yes" } else { "no (fallback used)" };
-    Ok(format!(
-        "logged in to {}:{} as {} ({}); folder {:?} holds {} message(s); IDLE: {}, MOVE: {}; capabilities: {}",
-        cfg.host,
-        cfg.port,
-        cfg.username,
-        tls_name(cfg.tls),
-        cfg.folder,
-        mailbox.exists,
+    let ns = match folders.namespace.delimiter {
+        Some(d) => format!("personal namespace {:?}, delimiter {d:?}", folders.namespace.prefix),
+        None => format!("personal namespace {:?}, no hierarchy", folders.namespace.prefix),
+    };
+    let mut lines = vec![
+        format!(
+            "logged in to {}:{} as {} ({}); {ns}",
+            cfg.host,
+            cfg.port,
+            cfg.username,
+            tls_name(cfg.tls),
+        ),
+        format!("folder {} -> {:?} holds {exists} message(s)", cfg.folder, folders::display(&folders.source)),
+        format!("processed {} -> {:?}", cfg.processed_folder, folders::display(&folders.processed)),
+        format!("quarantine {} -> {:?}", cfg.quarantine_folder, folders::display(&folders.quarantine)),
+    ];
+    if let Some(junk) = junk.filter(|j| *j != folders.quarantine) {
+        lines.push(format!(
+            "hint: the server marks {:?} as \\Junk (RFC 6154); quarantine_folder = {:?} would put held spam where mail clients show it",
+            folders::display(&junk),
+            folders::display(&junk)
+        ));
+    }
+    lines.push(format!(
+        "IDLE: {}, MOVE: {}, UIDPLUS: {}; capabilities: {}",
         yes_no(caps.idle),
         yes_no(caps.mv),
+        if caps.uidplus || caps.mv { "yes" } else { "no (copies are marked, originals stay)" },
         caps.names.join(" ")
-    ))
+    ));
+    Ok(lines.join("\n"))
+}
+
+/// [`check_login`]'s work on a logged-in session: the folders, the source's
+/// message count, and a `\Junk` folder if the server names one.
+async fn check_folders(
+    session: &mut Session,
+    caps: &ServerCaps,
+    cfg: &ImapConfig,
+) -> Result<(Folders, u32, Option<String>), ImapError> {
+    let folders = server_folders(session, caps, cfg).await?;
+    ensure_folder(session, &cfg.processed_folder, &folders.processed).await?;
+    ensure_folder(session, &cfg.quarantine_folder, &folders.quarantine).await?;
+    let mailbox = match tokio::time::timeout(COMMAND_TIMEOUT, session.examine(&folders.source)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e @ (ProtoError::No(_) | ProtoError::Bad(_)))) => {
+            return Err(ImapError::FolderRefused { configured: cfg.folder.clone(), folder: folders.source.clone(), said: said(&e) });
+        }
+        Ok(Err(e)) => return Err(protocol(&format!("EXAMINE {:?}", folders.source), e)),
+        Err(_) => return Err(timed_out(&format!("EXAMINE {:?}", folders.source), COMMAND_TIMEOUT)),
+    };
+    let junk = junk_folder(session).await;
+    Ok((folders, mailbox.exists, junk))
+}
+
+/// The folder the server marks `\Junk` (RFC 6154), if any; `None` when LIST
+/// fails or names none.
+async fn junk_folder(session: &mut Session) -> Option<String> {
+    let listed = tokio::time::timeout(COMMAND_TIMEOUT, async {
+        let names = session.list(Some(""), Some("*")).await?;
+        names.try_collect::<Vec<_>>().await
+    })
+    .await
+    .ok()?
+    .ok()?;
+    listed
+        .iter()
+        .find(|n| n.attributes().iter().any(|a| matches!(a, async_imap::types::NameAttribute::Junk)))
+        .map(|n| n.name().to_string())
+}
+
+/// Ask the server how it names folders, and map the configured ones: NAMESPACE
+/// (RFC 2342) when offered, else the delimiter of `LIST "" ""` (RFC 3501
+/// §6.3.8) and no prefix.
+async fn server_folders(
+    session: &mut Session,
+    caps: &ServerCaps,
+    cfg: &ImapConfig,
+) -> Result<Folders, ImapError> {
+    let from_namespace = if caps.namespace { namespace(session).await? } else { None };
+    let namespace = match from_namespace {
+        Some(ns) => ns,
+        None => Namespace { prefix: String::new(), delimiter: root_delimiter(session).await? },
+    };
+    let map = |configured: &str| {
+        folders::wire_name(configured, &namespace)
+            .map_err(|source| ImapError::FolderName { configured: configured.to_string(), source })
+    };
+    Ok(Folders {
+        source: map(&cfg.folder)?,
+        processed: map(&cfg.processed_folder)?,
+        quarantine: map(&cfg.quarantine_folder)?,
+        namespace,
+    })
+}
+
+/// The hierarchy delimiter from `LIST "" ""` (RFC 3501 §6.3.8).
+async fn root_delimiter(session: &mut Session) -> Result<Option<char>, ImapError> {
+    let names = cmd("LIST \"\" \"\"", COMMAND_TIMEOUT, async {
+        let names = session.list(Some(""), Some("")).await?;
+        names.try_collect::<Vec<_>>().await
+    })
+    .await?;
+    Ok(names.first().and_then(|n| n.delimiter()).and_then(|d| d.chars().next()))
+}
+
+/// RFC 2342 NAMESPACE, the personal namespace. async-imap cannot parse the
+/// untagged NAMESPACE response (its parser would fail the connection), so the
+/// command is written and its answer read on the raw stream, between two
+/// commands, when async-imap holds no unread data. `None` when the server
+/// answers without a personal namespace.
+async fn namespace(session: &mut Session) -> Result<Option<Namespace>, ImapError> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const TAG: &str = "SMNS1";
+    /// Longest line read; a NAMESPACE response is a few dozen bytes.
+    const MAX_LINE: usize = 8192;
+    let io = session.get_mut();
+    cmd("NAMESPACE", COMMAND_TIMEOUT, async {
+        io.write_all(format!("{TAG} NAMESPACE\r\n").as_bytes()).await?;
+        io.flush().await?;
+        let mut found = None;
+        loop {
+            let mut line = Vec::new();
+            loop {
+                let b = io.read_u8().await?;
+                line.push(b);
+                if line.ends_with(b"\r\n") {
+                    break;
+                }
+                if line.len() > MAX_LINE {
+                    return Err(std::io::Error::other("NAMESPACE: response line too long"));
+                }
+            }
+            let text = String::from_utf8_lossy(&line);
+            if let Some(rest) = text.strip_prefix(TAG) {
+                let rest = rest.trim_start();
+                if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK") {
+                    return Ok(found);
+                }
+                return Err(std::io::Error::other(format!("NAMESPACE refused: {}", rest.trim_end())));
+            }
+            if text.ends_with("}\r\n") {
+                // A literal (RFC 3501 §4.3) in a NAMESPACE response: we cannot
+                // tell where the response ends without parsing it fully.
+                return Err(std::io::Error::other("NAMESPACE: a literal in the response is not supported"));
+            }
+            if let Some(ns) = folders::parse_namespace(&text) {
+                found.get_or_insert(ns);
+            }
+        }
+    })
+    .await
 }
 
 fn tls_name(tls: Tls) -> &'static str {
@@ -303,8 +550,10 @@ fn tls_name(tls: Tls) -> &'static str {
 
 // ---------------------------------------------------------------- the watch loop
 
-/// Create the target folders, then sync and wait until shutdown (`Ok`) or a
-/// failure (`Err`; the session is dropped and [`run`] reconnects).
+/// Map the folders, create the target folders, then sync and wait until
+/// shutdown (`Ok`) or a failure (`Err`; the session is dropped and [`run`]
+/// reconnects). A refused target folder files in place, a refused source folder
+/// waits; both are retried every [`FOLDER_RETRY`].
 async fn watch(
     mut session: Session,
     caps: &ServerCaps,
@@ -312,8 +561,31 @@ async fn watch(
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
     let cfg = ctx.cfg;
-    ensure_folder(&mut session, &cfg.processed_folder).await?;
-    ensure_folder(&mut session, &cfg.quarantine_folder).await?;
+    let folders = match server_folders(&mut session, caps, cfg).await {
+        Ok(f) => f,
+        Err(e) if e.is_folder_problem() => {
+            // A name the server cannot take: nothing to read, nothing to file.
+            source_trouble(ctx, &e);
+            wait_or_shutdown(FOLDER_RETRY, ctx.shutdown).await;
+            logout(&mut session).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if (folders.source.as_str(), folders.processed.as_str(), folders.quarantine.as_str())
+        != (cfg.folder.as_str(), cfg.processed_folder.as_str(), cfg.quarantine_folder.as_str())
+    {
+        info!(
+            "IMAP: the server names folders {:?} with delimiter {:?}: reading {:?}, filing into {:?} and {:?}",
+            folders.namespace.prefix,
+            folders.namespace.delimiter,
+            folders.source,
+            folders.processed,
+            folders.quarantine
+        );
+    }
+    let mut filing = prepare_targets(&mut session, cfg, &folders, ctx).await?;
+    let mut targets_tried = Instant::now();
     let idle_period = idle_period(cfg.poll_interval);
     let use_idle = cfg.idle && caps.idle;
     if use_idle {
@@ -327,13 +599,29 @@ async fn watch(
         info!(folder = %cfg.folder, "IMAP: polling every {:?} ({why})", cfg.poll_interval);
     }
     if !caps.mv {
-        info!(
-            "IMAP: the server lacks MOVE (RFC 6851); filing by COPY and marking originals {PROCESSED_KEYWORD}"
-        );
+        if caps.uidplus {
+            info!("IMAP: the server lacks MOVE (RFC 6851); filing by COPY, marking the original {PROCESSED_KEYWORD} and removing exactly it with UID EXPUNGE (RFC 4315)");
+        } else {
+            info!("IMAP: the server lacks MOVE (RFC 6851) and UIDPLUS (RFC 4315); filing by COPY and marking the original {PROCESSED_KEYWORD}, which stays in {:?}", cfg.folder);
+        }
     }
     loop {
-        if sync(&mut session, caps, ctx).await? == Flow::Shutdown {
-            break;
+        if filing == Filing::InPlace && targets_tried.elapsed() >= FOLDER_RETRY {
+            filing = prepare_targets(&mut session, cfg, &folders, ctx).await?;
+            targets_tried = Instant::now();
+        }
+        match sync(&mut session, caps, ctx, &folders, filing).await {
+            Ok(Flow::Shutdown) => break,
+            Ok(Flow::Done) => source_recovered(ctx),
+            Err(e) if e.downcast_ref::<ImapError>().is_some_and(ImapError::is_folder_problem) => {
+                source_trouble(ctx, e.downcast_ref::<ImapError>().expect("checked above"));
+                wait_or_shutdown(FOLDER_RETRY, ctx.shutdown).await;
+                if ctx.shutdown.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
         }
         ctx.progress.tick();
         *backoff = source::BACKOFF_START;
@@ -346,10 +634,7 @@ async fn watch(
         if use_idle {
             session = idle_once(session, idle_period, ctx.shutdown).await?;
         } else {
-            tokio::select! {
-                _ = tokio::time::sleep(cfg.poll_interval) => {}
-                _ = ctx.shutdown.cancelled() => {}
-            }
+            wait_or_shutdown(cfg.poll_interval, ctx.shutdown).await;
         }
         if ctx.shutdown.is_cancelled() {
             break;
@@ -357,6 +642,76 @@ async fn watch(
     }
     logout(&mut session).await;
     Ok(())
+}
+
+async fn wait_or_shutdown(period: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+/// Create (or check) both target folders. A refusal is a configuration error:
+/// logged once per episode with the server's words, and messages are filed in
+/// place until a later try works. Connection failures are `Err`.
+async fn prepare_targets(
+    session: &mut Session,
+    cfg: &ImapConfig,
+    folders: &Folders,
+    ctx: &Ctx<'_>,
+) -> Result<Filing, ImapError> {
+    let mut result = ensure_folder(session, &cfg.processed_folder, &folders.processed).await;
+    if result.is_ok() {
+        result = ensure_folder(session, &cfg.quarantine_folder, &folders.quarantine).await;
+    }
+    let mut trouble = ctx.trouble.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok(()) => {
+            if let Some(since) = trouble.targets.take() {
+                info!(
+                    "IMAP: the target folders work again after {:?}: filing into {:?} and {:?} (messages marked {PROCESSED_KEYWORD} meanwhile stay in {:?})",
+                    since.elapsed(),
+                    folders.processed,
+                    folders.quarantine,
+                    cfg.folder
+                );
+            }
+            Ok(Filing::Folders)
+        }
+        Err(e) if e.is_refusal() || e.is_folder_problem() => {
+            if trouble.targets.is_none() {
+                trouble.targets = Some(Instant::now());
+                warn!(
+                    "IMAP: configuration error: {:#}; reports are still read, answered and recorded, and each message is marked {PROCESSED_KEYWORD} where it is instead of filed; fix processed_folder/quarantine_folder (secmail check-config shows how names map); retrying every {FOLDER_RETRY:?}",
+                    anyhow::Error::from(e)
+                );
+            } else {
+                debug!("IMAP: target folders still refused: {e}");
+            }
+            Ok(Filing::InPlace)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The source folder is refused: one warning per episode.
+fn source_trouble(ctx: &Ctx<'_>, e: &ImapError) {
+    let mut trouble = ctx.trouble.lock().unwrap_or_else(|p| p.into_inner());
+    if trouble.source.is_none() {
+        trouble.source = Some(Instant::now());
+        warn!(
+            "IMAP: configuration error: {e}; no mail is read until it is fixed (imap.folder; secmail check-config shows how names map); retrying every {FOLDER_RETRY:?}"
+        );
+    } else {
+        debug!("IMAP: source folder still refused: {e}");
+    }
+}
+
+fn source_recovered(ctx: &Ctx<'_>) {
+    let mut trouble = ctx.trouble.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(since) = trouble.source.take() {
+        info!(folder = %ctx.cfg.folder, "IMAP: the source folder works again after {:?}", since.elapsed());
+    }
 }
 
 /// How long one IDLE lasts before it is re-issued: `poll_interval` (which also
@@ -409,14 +764,24 @@ fn describe(resp: &IdleResponse) -> String {
 
 /// One cycle over the folder: offer every message still there to the handler
 /// and file it. Stops early (between messages) on shutdown.
-async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow::Result<Flow> {
+async fn sync(
+    session: &mut Session,
+    caps: &ServerCaps,
+    ctx: &Ctx<'_>,
+    folders: &Folders,
+    filing: Filing,
+) -> anyhow::Result<Flow> {
+    // The store keys sync state by the configured name, as before names were
+    // mapped: an upgrade keeps its state.
     let folder = &ctx.cfg.folder;
-    let mailbox = cmd(
-        &format!("SELECT {folder:?}"),
-        COMMAND_TIMEOUT,
-        session.select(folder),
-    )
-    .await?;
+    let mailbox = match tokio::time::timeout(COMMAND_TIMEOUT, session.select(&folders.source)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e @ (ProtoError::No(_) | ProtoError::Bad(_)))) => {
+            return Err(ImapError::FolderRefused { configured: folder.clone(), folder: folders.source.clone(), said: said(&e) }.into());
+        }
+        Ok(Err(e)) => return Err(protocol(&format!("SELECT {:?}", folders.source), e).into()),
+        Err(_) => return Err(timed_out(&format!("SELECT {:?}", folders.source), COMMAND_TIMEOUT).into()),
+    };
     let uidvalidity = mailbox.uid_validity.ok_or_else(|| ImapError::Protocol {
         what: format!("SELECT {folder:?}"),
         source: "the server sent no UIDVALIDITY (RFC 3501 §2.3.1.1)".into(),
@@ -436,8 +801,7 @@ async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow
         }
     };
 
-    let skip_processed = !caps.mv;
-    let oversized = search(session, &search_query(skip_processed, true)).await?;
+    let oversized = search(session, &search_query(true)).await?;
     if !oversized.is_empty() {
         warn!(
             folder = %folder,
@@ -446,7 +810,7 @@ async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow
             MAX_FETCH_SIZE >> 20
         );
     }
-    let uids = search(session, &search_query(skip_processed, false)).await?;
+    let uids = search(session, &search_query(false)).await?;
     debug!(folder = %folder, count = uids.len(), "IMAP: messages to offer");
 
     for uid in uids {
@@ -478,17 +842,22 @@ async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow
             }
         };
         let target = match disposition {
-            Disposition::Processed => &ctx.cfg.processed_folder,
-            Disposition::Quarantine => &ctx.cfg.quarantine_folder,
+            Disposition::Processed => &folders.processed,
+            Disposition::Quarantine => &folders.quarantine,
         };
-        match file(session, caps, uid, target).await {
-            Ok(()) => {}
+        let filed = match filing {
+            Filing::InPlace => mark(session, uid, false).await.map(|()| false),
+            Filing::Folders => file(session, caps, uid, target, ctx).await,
+        };
+        match filed {
+            Ok(true) => info!(uid, size, "IMAP: message filed into {target:?}"),
+            Ok(false) => info!(uid, size, "IMAP: message marked {PROCESSED_KEYWORD} in {folder:?} (not filed: the target folder is refused)"),
             Err(e) if e.is_refusal() => {
-                // The server said no (quota, permissions) but the connection is
-                // fine: go on with the others; this one comes back next cycle.
+                // Not even the keyword could be set: the message comes back
+                // next cycle, and the pipeline knows it already.
                 warn!(
                     uid,
-                    "IMAP: filing into {target:?} failed: {:#}; it stays in {folder:?} and is offered again on the next cycle",
+                    "IMAP: marking {PROCESSED_KEYWORD} failed: {:#}; it stays in {folder:?} and is offered again on the next cycle",
                     anyhow::Error::from(e)
                 );
                 continue;
@@ -499,7 +868,6 @@ async fn sync(session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>) -> anyhow
         ctx.store
             .set_imap_sync(folder, uidvalidity, last_uid)
             .await?;
-        info!(uid, size, "IMAP: message filed into {target:?}");
     }
     Ok(Flow::Done)
 }
@@ -525,20 +893,11 @@ fn resume(stored: Option<(u32, u32)>, uidvalidity: u32) -> Resume {
 
 /// The `UID SEARCH` criteria (RFC 3501 §6.4.4): every message (we move processed
 /// ones out, so what is left is unprocessed; nothing below the last UID is
-/// skipped, a failed MOVE must be retried), minus those marked processed when
-/// filing by COPY, split at [`MAX_FETCH_SIZE`].
-fn search_query(skip_processed: bool, oversized: bool) -> String {
-    let mut q = String::new();
-    if skip_processed {
-        q.push_str("UNKEYWORD ");
-        q.push_str(PROCESSED_KEYWORD);
-        q.push(' ');
-    }
-    if !oversized {
-        q.push_str("NOT ");
-    }
-    q.push_str(&format!("LARGER {MAX_FETCH_SIZE}"));
-    q
+/// skipped, a failed MOVE must be retried) except those marked processed
+/// (filed by COPY, or kept in place while the target folders were refused),
+/// split at [`MAX_FETCH_SIZE`].
+fn search_query(oversized: bool) -> String {
+    format!("UNKEYWORD {PROCESSED_KEYWORD} {}LARGER {MAX_FETCH_SIZE}", if oversized { "" } else { "NOT " })
 }
 
 /// UIDs matching `query`, ascending (oldest report first).
@@ -602,68 +961,114 @@ async fn fetch(session: &mut Session, uid: u32) -> Result<Option<Vec<u8>>, ImapE
     .await
 }
 
-/// File `uid` into `target`: `UID MOVE` (RFC 6851 §3), or without it `UID COPY`
-/// plus the keyword [`PROCESSED_KEYWORD`] on the original. Never `\Deleted`, never
-/// EXPUNGE.
+/// File `uid` into `target`: `UID MOVE` (RFC 6851 §3), or without it `UID COPY`,
+/// the keyword [`PROCESSED_KEYWORD`] on the original and, with UIDPLUS, `UID
+/// EXPUNGE` of exactly that UID (RFC 4315 §2.1; a bare EXPUNGE would also remove
+/// whatever a person marked `\Deleted`). A refused MOVE or COPY (quota, rights)
+/// marks the message in place instead, logged once per episode. `Ok(true)` when
+/// filed, `Ok(false)` when marked in place.
 async fn file(
     session: &mut Session,
     caps: &ServerCaps,
     uid: u32,
     target: &str,
-) -> Result<(), ImapError> {
-    if caps.mv {
-        return cmd(
+    ctx: &Ctx<'_>,
+) -> Result<bool, ImapError> {
+    let moved = if caps.mv {
+        cmd(
             &format!("UID MOVE {uid} {target:?}"),
             COMMAND_TIMEOUT,
             session.uid_mv(uid.to_string(), target),
         )
-        .await;
+        .await
+    } else {
+        cmd(
+            &format!("UID COPY {uid} {target:?}"),
+            COMMAND_TIMEOUT,
+            session.uid_copy(uid.to_string(), target),
+        )
+        .await
+    };
+    match moved {
+        Ok(()) => {
+            if let Some((since, marked)) = ctx.trouble.lock().unwrap_or_else(|p| p.into_inner()).filing.take() {
+                info!("IMAP: filing works again after {:?} ({marked} message(s) marked {PROCESSED_KEYWORD} in place meanwhile)", since.elapsed());
+            }
+        }
+        Err(e) if e.is_refusal() => {
+            {
+                let mut trouble = ctx.trouble.lock().unwrap_or_else(|p| p.into_inner());
+                match &mut trouble.filing {
+                    Some((_, marked)) => *marked += 1,
+                    None => {
+                        trouble.filing = Some((Instant::now(), 1));
+                        warn!(
+                            uid,
+                            "IMAP: filing into {target:?} refused: {:#}; the message is marked {PROCESSED_KEYWORD} where it is, and so is every other until filing works again",
+                            anyhow::Error::from(e)
+                        );
+                    }
+                }
+            }
+            mark(session, uid, false).await?;
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
     }
-    cmd(
-        &format!("UID COPY {uid} {target:?}"),
-        COMMAND_TIMEOUT,
-        session.uid_copy(uid.to_string(), target),
-    )
-    .await?;
-    cmd(
-        &format!("UID STORE {uid} +FLAGS ({PROCESSED_KEYWORD})"),
-        COMMAND_TIMEOUT,
-        async {
-            let updates = session
-                .uid_store(
-                    uid.to_string(),
-                    format!("+FLAGS.SILENT ({PROCESSED_KEYWORD})"),
-                )
-                .await?;
-            updates.try_collect::<Vec<_>>().await?;
+    if caps.mv {
+        return Ok(true);
+    }
+    mark(session, uid, caps.uidplus).await?;
+    if caps.uidplus {
+        cmd(&format!("UID EXPUNGE {uid}"), COMMAND_TIMEOUT, async {
+            let expunged = session.uid_expunge(uid.to_string()).await?;
+            expunged.try_collect::<Vec<_>>().await?;
             Ok::<_, ProtoError>(())
-        },
-    )
+        })
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Set [`PROCESSED_KEYWORD`] on `uid` (and `\Deleted` when it was copied and is
+/// about to be expunged by UID).
+async fn mark(session: &mut Session, uid: u32, deleted: bool) -> Result<(), ImapError> {
+    let flags = if deleted { format!("{PROCESSED_KEYWORD} \\Deleted") } else { PROCESSED_KEYWORD.to_string() };
+    cmd(&format!("UID STORE {uid} +FLAGS ({flags})"), COMMAND_TIMEOUT, async {
+        let updates = session.uid_store(uid.to_string(), format!("+FLAGS.SILENT ({flags})")).await?;
+        updates.try_collect::<Vec<_>>().await?;
+        Ok::<_, ProtoError>(())
+    })
     .await
 }
 
-/// CREATE `name` (RFC 3501 §6.3.3) unless it exists; subscribe it so mail clients
-/// show it.
-async fn ensure_folder(session: &mut Session, name: &str) -> Result<(), ImapError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, session.create(name)).await {
+/// CREATE `folder` (RFC 3501 §6.3.3) unless it exists; subscribe it so mail
+/// clients show it. CREATE refused and STATUS refused too means the server
+/// will not have it: [`ImapError::FolderRefused`] with the server's words.
+async fn ensure_folder(session: &mut Session, configured: &str, folder: &str) -> Result<(), ImapError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, session.create(folder)).await {
         Ok(Ok(())) => {
-            info!(folder = %name, "IMAP: created folder");
-            if let Ok(Err(e)) = tokio::time::timeout(COMMAND_TIMEOUT, session.subscribe(name)).await
-            {
-                debug!(folder = %name, "IMAP: SUBSCRIBE failed: {e}");
+            info!(folder = %folder, "IMAP: created folder");
+            if let Ok(Err(e)) = tokio::time::timeout(COMMAND_TIMEOUT, session.subscribe(folder)).await {
+                debug!(folder = %folder, "IMAP: SUBSCRIBE failed: {e}");
             }
             Ok(())
         }
         // NO [ALREADYEXISTS] is the usual answer; make sure that is what it meant.
-        Ok(Err(ProtoError::No(refusal))) => cmd(
-            &format!("CREATE {name:?} (refused: {refusal}) / STATUS"),
-            COMMAND_TIMEOUT,
-            session.status(name, "(UIDVALIDITY)"),
-        )
-        .await
-        .map(|_| ()),
-        Ok(Err(e)) => Err(protocol(&format!("CREATE {name:?}"), e)),
-        Err(_) => Err(timed_out(&format!("CREATE {name:?}"), COMMAND_TIMEOUT)),
+        Ok(Err(refused @ (ProtoError::No(_) | ProtoError::Bad(_)))) => {
+            match tokio::time::timeout(COMMAND_TIMEOUT, session.status(folder, "(UIDVALIDITY)")).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(ProtoError::No(_) | ProtoError::Bad(_))) => Err(ImapError::FolderRefused {
+                    configured: configured.to_string(),
+                    folder: folder.to_string(),
+                    said: format!("CREATE: {}", said(&refused)),
+                }),
+                Ok(Err(e)) => Err(protocol(&format!("STATUS {folder:?}"), e)),
+                Err(_) => Err(timed_out(&format!("STATUS {folder:?}"), COMMAND_TIMEOUT)),
+            }
+        }
+        Ok(Err(e)) => Err(protocol(&format!("CREATE {folder:?}"), e)),
+        Err(_) => Err(timed_out(&format!("CREATE {folder:?}"), COMMAND_TIMEOUT)),
     }
 }
 
@@ -976,12 +1381,8 @@ mod tests {
 
     #[test]
     fn search_criteria() {
-        assert_eq!(search_query(false, false), "NOT LARGER 268435456");
-        assert_eq!(search_query(false, true), "LARGER 268435456");
-        assert_eq!(
-            search_query(true, false),
-            "UNKEYWORD $SecmailProcessed NOT LARGER 268435456"
-        );
+        assert_eq!(search_query(false), "UNKEYWORD $SecmailProcessed NOT LARGER 268435456");
+        assert_eq!(search_query(true), "UNKEYWORD $SecmailProcessed LARGER 268435456");
     }
 
     #[test]
@@ -997,8 +1398,11 @@ mod tests {
         let c = ServerCaps::from_names(vec!["IMAP4rev1".into(), "idle".into(), "UIDPLUS".into()]);
         assert!(c.idle);
         assert!(!c.mv);
-        let c = ServerCaps::from_names(vec!["MOVE".into()]);
-        assert!(c.mv && !c.idle);
+        let mut c = ServerCaps::from_names(vec!["MOVE".into(), "uidplus".into(), "NAMESPACE".into()]);
+        assert!(c.mv && !c.idle && c.uidplus && c.namespace);
+        c.remove(&["move", "UIDPLUS"]);
+        assert!(!c.mv && !c.uidplus && c.namespace);
+        assert_eq!(c.names, ["NAMESPACE"]);
     }
 
     #[test]
@@ -1016,10 +1420,23 @@ mod tests {
     }
 
     #[test]
+    fn the_servers_words_are_quoted_plainly() {
+        assert_eq!(
+            server_words("code: None, info: Some(\"[CANNOT] Character not allowed in mailbox name: '.' (0.001 secs).\")"),
+            "[CANNOT] Character not allowed in mailbox name: '.' (0.001 secs)."
+        );
+        assert_eq!(server_words("outcome: ResponseOutcome { code: None, information: Some(\"Invalid \\\"name\\\"\") }"), "Invalid \"name\"");
+        assert_eq!(server_words("no info here"), "no info here");
+    }
+
+    #[test]
     fn refusals_are_told_apart_from_broken_connections() {
         assert!(protocol("UID MOVE", ProtoError::No("over quota".into())).is_refusal());
         assert!(!protocol("UID MOVE", ProtoError::ConnectionLost).is_refusal());
         assert!(!timed_out("UID MOVE", COMMAND_TIMEOUT).is_refusal());
+        let folder = ImapError::FolderRefused { configured: "a/b".into(), folder: "a/b".into(), said: "NO Invalid mailbox name".into() };
+        assert!(folder.is_folder_problem() && !folder.is_refusal());
+        assert!(folder.to_string().contains("Invalid mailbox name"), "{folder}");
     }
 
     /// `run` must be spawnable on a multi-threaded runtime.
