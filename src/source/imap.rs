@@ -402,7 +402,10 @@ pub async fn check_login(cfg: &ImapConfig) -> anyhow::Result<String> {
         format!("processed {} -> {:?}", cfg.processed_folder, folders::display(&folders.processed)),
         format!("quarantine {} -> {:?}", cfg.quarantine_folder, folders::display(&folders.quarantine)),
     ];
-    if let Some(junk) = junk.filter(|j| *j != folders.quarantine) {
+    // Gmail (X-GM-EXT-1) empties its \Junk folder ([Gmail]/Spam) after 30
+    // days: no place to hold anything.
+    let gmail = caps.names.iter().any(|n| n.eq_ignore_ascii_case("X-GM-EXT-1"));
+    if let Some(junk) = junk.filter(|j| *j != folders.quarantine && !gmail) {
         lines.push(format!(
             "hint: the server marks {:?} as \\Junk (RFC 6154); quarantine_folder = {:?} would put held spam where mail clients show it",
             folders::display(&junk),
