@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building secmail and running its
-# real-server integration tests need (Dovecot, Postfix, clang for bindgen,
-# OpenSSL headers, gnupg, systemd-analyze). Idempotent and quiet when
-# everything is already there; `apt-get update` runs only if something is
-# missing. Must run as root (or via sudo) when it has something to install.
+# real-server integration tests need (Dovecot, Postfix, Cyrus's common files
+# and libraries, clang for bindgen, OpenSSL headers, gnupg, systemd-analyze).
+# Idempotent and quiet when everything is already there; `apt-get update` runs
+# only if something is missing. Must run as root (or via sudo) when it has
+# something to install.
+#
+# Cyrus IMAP: Debian's cyrus-imapd package (imapd, idled) Conflicts with
+# dovecot-imapd (both provide imap-server), so only cyrus-common (master,
+# lmtpd, the libraries and tools; it creates the system user `cyrus`) is
+# installed. tests/harness/servers.sh fetches cyrus-imapd itself, of the same
+# version, with `apt-get download` and unpacks it under its own directory;
+# nothing of it is installed into the system. The system-wide Cyrus service
+# that cyrus-common brings is disabled (never started): the harness runs its
+# own `master` with its own configuration.
 set -euo pipefail
 
 # package -> a file or command proving it is installed. dpkg status is the
@@ -12,6 +22,7 @@ wanted=(
     dovecot-imapd
     dovecot-lmtpd
     postfix
+    cyrus-common
     libclang-dev
     clang
     pkg-config
@@ -66,4 +77,12 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
     "${missing[@]}" >/dev/null
+case " ${missing[*]} " in
+    *" cyrus-common "*)
+        # cyrus-common enables its init script and unit (cyrmaster with
+        # /etc/cyrus.conf, which would serve lmtp and sieve at boot).
+        update-rc.d cyrus-imapd disable >/dev/null 2>&1 || true
+        deb-systemd-helper disable cyrus-imapd.service >/dev/null 2>&1 || true
+        ;;
+esac
 echo "install-deps: done" >&2
