@@ -1,5 +1,7 @@
 //! Shared support for secmail's integration tests: the real Dovecot and
-//! Postfix started by `tests/harness/servers.sh`, helpers that act as a
+//! Postfix started by `tests/harness/servers.sh` (and the other IMAP servers
+//! it runs beside them: Cyrus, a hosting-panel style Dovecot, a Dovecot
+//! without MOVE and UIDPLUS; see [`IMAP_SERVERS`]), helpers that act as a
 //! reporter (send over SMTP, read a mailbox over IMAP), and a handle on the
 //! `secmail` binary under test.
 //!
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::TryStreamExt as _;
 use lettre::address::Envelope;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -30,6 +33,108 @@ use tokio_rustls::rustls::{self, pki_types::ServerName};
 
 /// The domain every harness mailbox lives in; Postfix delivers only there.
 pub const DOMAIN: &str = "example.test";
+/// The domain of the Cyrus IMAP server's users (Postfix delivers there too).
+pub const CYRUS_DOMAIN: &str = "cyrus.example.test";
+/// The domain of the hosting-panel style Dovecot's users.
+pub const HOSTING_DOMAIN: &str = "hosting.example.test";
+/// The domain of the Dovecot that offers neither MOVE nor UIDPLUS.
+pub const NOMOVE_DOMAIN: &str = "nomove.example.test";
+
+/// One of the harness's IMAP servers (`tests/harness/servers.sh`), for tests
+/// that run against each of them. Every one: IMAP on 127.0.0.1 with STARTTLS
+/// offered and cleartext login allowed, any `<name>@<domain>` a user with
+/// password "secret" whose INBOX exists from the first login or delivery,
+/// and Postfix (SMTP 14025) delivering `@<domain>` into it over LMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImapServer {
+    /// Short name, for messages: "dovecot", "cyrus", "dovecot-hosting", ...
+    pub name: &'static str,
+    /// Its users' domain.
+    pub domain: &'static str,
+    /// IMAP (plain, STARTTLS offered).
+    pub imap_port: u16,
+    /// LMTP, what Postfix delivers into.
+    pub lmtp_port: u16,
+    /// Personal namespace prefix, as NAMESPACE reports it ("" or "INBOX.").
+    pub prefix: &'static str,
+    /// Hierarchy delimiter.
+    pub delimiter: char,
+    /// Whether its post-login CAPABILITY lists MOVE and UIDPLUS.
+    pub move_and_uidplus: bool,
+    /// Its log file in the harness directory ([`Servers::dir`]).
+    pub log: &'static str,
+}
+
+/// The main Dovecot (the servers of [`Servers::imap_port`]).
+pub const MAIN_DOVECOT: ImapServer = ImapServer {
+    name: "dovecot",
+    domain: DOMAIN,
+    imap_port: 14143,
+    lmtp_port: 14024,
+    prefix: "",
+    delimiter: '/',
+    move_and_uidplus: true,
+    log: "dovecot.log",
+};
+/// Cyrus IMAP 3.6 with Debian's defaults: folders are `INBOX.<name>`, a
+/// top-level folder or a `/` in a name is refused; any password is accepted.
+pub const CYRUS: ImapServer = ImapServer {
+    name: "cyrus",
+    domain: CYRUS_DOMAIN,
+    imap_port: 14243,
+    lmtp_port: 14224,
+    prefix: "INBOX.",
+    delimiter: '.',
+    move_and_uidplus: true,
+    log: "cyrus.log",
+};
+/// Dovecot as cPanel and Plesk ship it: namespace prefix `INBOX.`, `.`.
+pub const HOSTING_DOVECOT: ImapServer = ImapServer {
+    name: "dovecot-hosting",
+    domain: HOSTING_DOMAIN,
+    imap_port: 14343,
+    lmtp_port: 14324,
+    prefix: "INBOX.",
+    delimiter: '.',
+    move_and_uidplus: true,
+    log: "dovecot-hosting.log",
+};
+/// Dovecot whose CAPABILITY lacks MOVE and UIDPLUS (IDLE kept).
+pub const NOMOVE_DOVECOT: ImapServer = ImapServer {
+    name: "dovecot-nomove",
+    domain: NOMOVE_DOMAIN,
+    imap_port: 14443,
+    lmtp_port: 14424,
+    prefix: "",
+    delimiter: '/',
+    move_and_uidplus: false,
+    log: "dovecot-nomove.log",
+};
+/// Every IMAP server of the harness.
+pub const IMAP_SERVERS: [ImapServer; 4] = [MAIN_DOVECOT, CYRUS, HOSTING_DOVECOT, NOMOVE_DOVECOT];
+
+impl ImapServer {
+    /// A fresh address of this server's domain (see [`unique_addr`]).
+    pub fn unique_addr(&self, tag: &str) -> String {
+        unique_addr_in(tag, self.domain)
+    }
+
+    /// The folder named by `path` (`["secmail", "processed"]`) as this
+    /// server spells it: `secmail/processed`, or `INBOX.secmail.processed`.
+    pub fn folder(&self, path: &[&str]) -> String {
+        format!("{}{}", self.prefix, path.join(&self.delimiter.to_string()))
+    }
+
+    /// Logs in as `user` after STARTTLS (see [`imap_connect_starttls_port`]).
+    pub async fn connect(&self, user: &str) -> ImapSession {
+        imap_connect_starttls_port(self.imap_port, user).await
+    }
+
+    /// Every message in `folder` of `user`'s mailbox (see [`imap_fetch_all`]).
+    pub async fn fetch_all(&self, user: &str, folder: &str) -> Vec<Vec<u8>> {
+        imap_fetch_all_port(self.imap_port, user, folder).await
+    }
+}
 /// Upper bound for one network operation against the harness servers, so a
 /// wedged server fails the test instead of hanging it.
 pub const NET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,22 +164,33 @@ pub struct Servers {
     pub password: &'static str,
     /// The harness directory (configs, logs, mail store).
     pub dir: PathBuf,
+    /// Cyrus IMAP ([`CYRUS`]), plain with STARTTLS offered.
+    pub cyrus_imap_port: u16,
+    /// Cyrus LMTP (Postfix delivers `@cyrus.example.test` there).
+    pub cyrus_lmtp_port: u16,
+    /// The hosting-panel style Dovecot's IMAP ([`HOSTING_DOVECOT`]).
+    pub hosting_imap_port: u16,
+    /// Its LMTP (`@hosting.example.test`).
+    pub hosting_lmtp_port: u16,
+    /// The Dovecot without MOVE and UIDPLUS, IMAP ([`NOMOVE_DOVECOT`]).
+    pub nomove_imap_port: u16,
+    /// Its LMTP (`@nomove.example.test`).
+    pub nomove_lmtp_port: u16,
 }
 
 impl Servers {
     /// Tail of the Dovecot and Postfix logs, for panic messages.
     pub fn logs_tail(&self, lines: usize) -> String {
-        let mut out = String::new();
-        for name in ["dovecot.log", "postfix.log"] {
-            let text = fs::read_to_string(self.dir.join(name)).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            let start = all.len().saturating_sub(lines);
-            out.push_str(&format!(
-                "----- {name} -----\n{}\n",
-                all[start..].join("\n")
-            ));
-        }
-        out
+        self.log_tail("dovecot.log", lines) + &self.log_tail("postfix.log", lines)
+    }
+
+    /// Tail of one log of the harness directory (`cyrus.log`, [`ImapServer::log`]...),
+    /// headed by its name, for panic messages.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let text = fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let start = all.len().saturating_sub(lines);
+        format!("----- {name} -----\n{}\n", all[start..].join("\n"))
     }
 }
 
@@ -119,6 +235,12 @@ pub fn servers() -> &'static Servers {
             ca_file: dir.join("ca.pem"),
             password: "secret",
             dir,
+            cyrus_imap_port: CYRUS.imap_port,
+            cyrus_lmtp_port: CYRUS.lmtp_port,
+            hosting_imap_port: HOSTING_DOVECOT.imap_port,
+            hosting_lmtp_port: HOSTING_DOVECOT.lmtp_port,
+            nomove_imap_port: NOMOVE_DOVECOT.imap_port,
+            nomove_lmtp_port: NOMOVE_DOVECOT.lmtp_port,
         }
     })
 }
@@ -127,6 +249,12 @@ pub fn servers() -> &'static Servers {
 /// so each test has mailboxes of its own: `{tag}-{pid}-{nanos}-{n}@example.test`.
 /// Lower-cased, as Dovecot lower-cases user names.
 pub fn unique_addr(tag: &str) -> String {
+    unique_addr_in(tag, DOMAIN)
+}
+
+/// [`unique_addr`] in another domain, e.g. [`CYRUS_DOMAIN`]. Keep `tag`
+/// free of dots: Cyrus's user names cannot have one (it is its separator).
+pub fn unique_addr_in(tag: &str, domain: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
@@ -134,7 +262,7 @@ pub fn unique_addr(tag: &str) -> String {
         .expect("clock after 1970")
         .subsec_nanos();
     format!(
-        "{}-{}-{nanos}-{n}@{DOMAIN}",
+        "{}-{}-{nanos}-{n}@{domain}",
         tag.to_lowercase(),
         std::process::id()
     )
@@ -222,13 +350,16 @@ where
 
 /// Logs in as `user` on port 14143 after STARTTLS, trusting the harness CA.
 pub async fn imap_connect_starttls(user: &str) -> ImapSession {
-    let s = servers();
-    let tcp = with_timeout(
-        "IMAP connect",
-        TcpStream::connect(("127.0.0.1", s.imap_port)),
-    )
-    .await
-    .expect("connect to harness IMAP");
+    imap_connect_starttls_port(servers().imap_port, user).await
+}
+
+/// Logs in as `user` after STARTTLS on any of the harness's IMAP ports
+/// (14143, or an [`ImapServer::imap_port`]), trusting the harness CA.
+pub async fn imap_connect_starttls_port(port: u16, user: &str) -> ImapSession {
+    servers();
+    let tcp = with_timeout("IMAP connect", TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .unwrap_or_else(|e| panic!("connect to harness IMAP on port {port}: {e}"));
     let mut client = async_imap::Client::new(tcp);
     with_timeout("IMAP greeting", client.read_response())
         .await
@@ -242,6 +373,75 @@ pub async fn imap_connect_starttls(user: &str) -> ImapSession {
     .expect("STARTTLS");
     let tls = tls_wrap(client.into_inner()).await;
     imap_login(async_imap::Client::new(tls), user).await
+}
+
+/// Logs in as `user` on `port` after STARTTLS, sends the one IMAP `command`
+/// and returns the server's answer to it as text: its untagged lines and the
+/// tagged completion (`t3 OK ...`), CRLFs kept. For what async-imap cannot
+/// parse or does not offer, such as NAMESPACE; the answer must carry no
+/// literals.
+pub async fn imap_raw_command_port(port: u16, user: &str, command: &str) -> String {
+    let s = servers();
+    let tcp = with_timeout("IMAP connect", TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .unwrap_or_else(|e| panic!("connect to harness IMAP on port {port}: {e}"));
+    let mut plain = BufReader::new(tcp);
+    let mut greeting = String::new();
+    with_timeout("IMAP greeting", plain.read_line(&mut greeting))
+        .await
+        .expect("IMAP greeting");
+    assert!(
+        greeting.starts_with("* OK"),
+        "IMAP greeting on {port}: {greeting:?}"
+    );
+    let answer = raw_exchange(&mut plain, "t1", "STARTTLS").await;
+    assert!(tagged_ok(&answer, "t1"), "STARTTLS on {port}: {answer}");
+    let mut tls = BufReader::new(tls_wrap(plain.into_inner()).await);
+    let login = format!("LOGIN \"{user}\" \"{}\"", s.password);
+    let answer = raw_exchange(&mut tls, "t2", &login).await;
+    assert!(
+        tagged_ok(&answer, "t2"),
+        "LOGIN as {user} on {port}: {answer}"
+    );
+    let answer = raw_exchange(&mut tls, "t3", command).await;
+    let _ = raw_exchange(&mut tls, "t4", "LOGOUT").await;
+    answer
+}
+
+/// Sends `{tag} {command}` and reads lines up to the tagged completion.
+async fn raw_exchange<S>(stream: &mut BufReader<S>, tag: &str, command: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let what = format!("IMAP {command}");
+    with_timeout(&what, async {
+        let inner = stream.get_mut();
+        inner
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await?;
+        inner.flush().await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut answer = String::new();
+    loop {
+        let mut line = String::new();
+        let n = with_timeout(&what, stream.read_line(&mut line))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(n > 0, "{what}: connection closed; read so far: {answer}");
+        answer.push_str(&line);
+        if line.starts_with(&format!("{tag} ")) {
+            return answer;
+        }
+    }
+}
+
+fn tagged_ok(answer: &str, tag: &str) -> bool {
+    answer
+        .lines()
+        .last()
+        .is_some_and(|l| l.starts_with(&format!("{tag} OK")))
 }
 
 /// Logs in as `user` on port 14993 (implicit TLS), trusting the harness CA.
@@ -265,7 +465,12 @@ pub async fn imap_connect_implicit(user: &str) -> ImapSession {
 /// `\Seen` is left alone), in sequence order. A folder that does not exist
 /// (yet) reads as empty, so this can be polled with [`wait_for`].
 pub async fn imap_fetch_all(user: &str, folder: &str) -> Vec<Vec<u8>> {
-    let mut session = imap_connect_starttls(user).await;
+    imap_fetch_all_port(servers().imap_port, user, folder).await
+}
+
+/// [`imap_fetch_all`] on another of the harness's IMAP ports.
+pub async fn imap_fetch_all_port(port: u16, user: &str, folder: &str) -> Vec<Vec<u8>> {
+    let mut session = imap_connect_starttls_port(port, user).await;
     let mailbox = match with_timeout("IMAP SELECT", session.select(folder)).await {
         Ok(mailbox) => mailbox,
         Err(async_imap::error::Error::No(_)) => {
