@@ -4,20 +4,6 @@
 
 use crate::mail::Parsed;
 
-/// Case states (SPEC §2).
-pub const STATES: &[&str] = &[
-    "new",
-    "acknowledged",
-    "triaged",
-    "confirmed",
-    "fixing",
-    "embargoed",
-    "disclosed",
-    "closed",
-    "not-security",
-    "duplicate",
-];
-
 /// `SEC-42` from prefix and number.
 pub fn case_id(prefix: &str, n: i64) -> String {
     format!("{prefix}-{n}")
@@ -48,6 +34,23 @@ pub struct CaseView {
 pub struct KnownCase {
     pub id: i64,
     pub reporter: String,
+    /// The case's state (SPEC §2 spelling).
+    pub state: String,
+}
+
+/// What a message on a case is, as far as the team is concerned (see
+/// [`crate::team`]).
+#[derive(Debug, Clone, Default)]
+pub enum TeamStatus {
+    /// Neither from a team address nor signed by a member's key.
+    #[default]
+    NotTeam,
+    /// Signed over the whole message by a member's configured key, not a
+    /// replay: its commands and text, or why a command line is refused.
+    Verified { signer: crate::team::Verified, mail: Result<crate::commands::TeamMail, crate::commands::CommandError> },
+    /// Claims to speak for the team and is not verified (or is a replay):
+    /// why, and the member it names, if any (they are told).
+    Refused { why: String, member: Option<String> },
 }
 
 /// Everything the rules look at besides the message.
@@ -59,8 +62,13 @@ pub struct Context {
     pub by_tag: Option<KnownCase>,
     /// The Message-ID is one secmail itself generated (a loop).
     pub own_message: bool,
-    /// The sender is on the team (member, coordinator or backup).
-    pub sender_is_team: bool,
+    /// The team check of this message (only consulted for mail on a case).
+    pub team: TeamStatus,
+    /// Who hears about refused team mail besides the member it names: the
+    /// coordinator (or everyone when there is none).
+    pub alert_to: Vec<String>,
+    /// Everyone on the team (members, coordinator, backup).
+    pub team_addresses: Vec<String>,
     /// Automatic replies already sent to the reply address in the last hour.
     pub auto_replies_last_hour: u32,
     /// `limits.auto_replies_per_sender_per_hour`.
@@ -79,9 +87,12 @@ pub enum Notice {
     FollowUp,
     /// Mail on a case that needs a human look (unknown sender on a tag, ...).
     Flagged(String),
-    /// Mail from a team address that is not (yet) verified by signature: nothing
-    /// from it is applied or relayed (SPEC §5.2).
-    UnverifiedTeamMail,
+    /// Mail that claims to speak for the team but is not verified by a member's
+    /// key (why): nothing from it is applied or relayed (SPEC §5.2).
+    UnverifiedTeamMail(String),
+    /// A verified team member answered (`relayed`: the answer went to the
+    /// reporter; otherwise it was an internal `#comment` or commands only).
+    TeamAnswer { by: String, relayed: bool, applied: Vec<String> },
 }
 
 /// One thing the daemon must do for a message.
@@ -99,6 +110,18 @@ pub enum Action {
     Ack { to: String },
     /// Tell the team.
     Notify(Notice),
+    /// Tell these addresses only.
+    Tell { to: Vec<String>, notice: Notice },
+    /// Record the team signature this mail was verified by (a second use of
+    /// it is a replay) and who signed the stored message.
+    RecordSignature,
+    /// Apply one verified team command (SPEC §6).
+    Apply(crate::commands::Command),
+    /// Relay the verified answer (this text, the mail's attachments) to the
+    /// case's reporter.
+    Relay { text: String },
+    /// Tell a member their mail's command was refused (nothing applied).
+    CommandRefused { to: String, error: String },
     /// Hold the message in quarantine: no case, no ack (SPEC §5.4).
     Quarantine,
 }
@@ -173,21 +196,33 @@ fn decide_kind(msg: &Parsed, ctx: &Context) -> Vec<Action> {
 fn on_case(msg: &Parsed, ctx: &Context, c: &KnownCase, by_tag_only: bool) -> Vec<Action> {
     use Action::*;
     let from = msg.from.as_deref().unwrap_or("");
-    if ctx.sender_is_team {
-        let why = "team mail without a verified OpenPGP signature: stored, nothing applied or relayed";
-        return vec![
-            Append { case_id: c.id, flag: Some("unverified-team-mail".into()) },
-            Event { kind: "unverified-team-mail", detail: format!("from {from}: {why}") },
-            Notify(Notice::UnverifiedTeamMail),
-        ];
+    match &ctx.team {
+        TeamStatus::Verified { signer, mail } => return verified(c, ctx, signer, mail),
+        TeamStatus::Refused { why, member } => {
+            let mut to: Vec<String> = member.iter().cloned().collect();
+            for a in &ctx.alert_to {
+                if !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
+                    to.push(a.clone());
+                }
+            }
+            return vec![
+                Append { case_id: c.id, flag: Some("unverified-team-mail".into()) },
+                Event { kind: "unverified-team-mail", detail: format!("from {from}: {why}; nothing applied or relayed") },
+                Tell { to, notice: Notice::UnverifiedTeamMail(why.clone()) },
+            ];
+        }
+        TeamStatus::NotTeam => {}
     }
     let is_reporter = !from.is_empty()
         && (from.eq_ignore_ascii_case(&c.reporter)
             || msg.reply_to.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(&c.reporter)));
-    if by_tag_only && !is_reporter {
-        let why = format!("subject tag from {from}, who is neither the reporter nor the team");
+    if !is_reporter {
+        // Neither the reporter nor (verified) the team: kept and shown, never
+        // merged silently, whether it found the case by tag or by reference.
+        let (flag, how) = if by_tag_only { ("unknown-sender-tag", "subject tag") } else { ("unknown-sender", "reply") };
+        let why = format!("{how} from {from}, who is neither the reporter nor the team");
         return vec![
-            Append { case_id: c.id, flag: Some("unknown-sender-tag".into()) },
+            Append { case_id: c.id, flag: Some(flag.into()) },
             Event { kind: "flagged", detail: why.clone() },
             Notify(Notice::Flagged(why)),
         ];
@@ -197,6 +232,51 @@ fn on_case(msg: &Parsed, ctx: &Context, c: &KnownCase, by_tag_only: bool) -> Vec
         Event { kind: "message", detail: format!("follow-up from {from}") },
         Notify(Notice::FollowUp),
     ]
+}
+
+/// A verified team mail on a case: its commands are applied (all or none),
+/// its text relayed to the reporter unless it is internal, the other members
+/// get a copy. An invalid command applies nothing and tells the member.
+fn verified(c: &KnownCase, ctx: &Context, signer: &crate::team::Verified, mail: &Result<crate::commands::TeamMail, crate::commands::CommandError>) -> Vec<Action> {
+    use Action::*;
+    let who = &signer.member;
+    let mut out = vec![
+        Append { case_id: c.id, flag: Some(format!("team: signed by {who}")) },
+        RecordSignature,
+        Event {
+            kind: "team-mail",
+            detail: format!(
+                "signed by {who} with their configured key {} at {}{}{}",
+                signer.fingerprint,
+                signer.signed_at.to_rfc3339(),
+                if signer.encrypted { "; encrypted" } else { "" },
+                signer.from_differs.as_deref().map(|f| format!("; sent from {f}")).unwrap_or_default()
+            ),
+        },
+    ];
+    let checked = mail.as_ref().map_err(|e| e.to_string()).and_then(|m| {
+        let current = c.state.parse::<crate::commands::State>().map_err(|e| format!("the case is in an unknown state: {e}"))?;
+        crate::commands::state_after(current, &m.commands).map(|_| m)
+    });
+    let m = match checked {
+        Ok(m) => m,
+        Err(error) => {
+            out.push(Event { kind: "command-refused", detail: format!("{error}; nothing from this mail was applied or relayed") });
+            out.push(CommandRefused { to: who.clone(), error });
+            return out;
+        }
+    };
+    for cmd in &m.commands {
+        out.push(Apply(cmd.clone()));
+    }
+    let relayed = !m.internal && m.advisory.is_none() && !m.relay_text.trim().is_empty();
+    if relayed {
+        out.push(Relay { text: m.relay_text.clone() });
+    }
+    let others: Vec<String> = ctx.team_addresses.iter().filter(|a| !a.eq_ignore_ascii_case(who)).cloned().collect();
+    let applied = m.commands.iter().map(|c| format!("{c:?}")).collect();
+    out.push(Tell { to: others, notice: Notice::TeamAnswer { by: who.clone(), relayed, applied } });
+    out
 }
 
 #[cfg(test)]
@@ -209,7 +289,9 @@ mod tests {
             by_reference: None,
             by_tag: None,
             own_message: false,
-            sender_is_team: false,
+            team: TeamStatus::NotTeam,
+            alert_to: vec!["coord@example.org".into()],
+            team_addresses: vec!["coord@example.org".into(), "alice@example.org".into()],
             auto_replies_last_hour: 0,
             auto_reply_limit: 5,
             spam: false,
@@ -248,7 +330,7 @@ mod tests {
     fn automatic_mail_is_never_answered() {
         let a = decide(&msg("Auto-Submitted: auto-replied\r\n"), &ctx());
         assert!(matches!(&a[..], [Action::Ignore { .. }]));
-        let known = KnownCase { id: 3, reporter: "r@example.org".into() };
+        let known = KnownCase { id: 3, reporter: "r@example.org".into(), state: "acknowledged".into() };
         let a = decide(&msg("Auto-Submitted: auto-replied\r\n"), &Context { by_reference: Some(known), ..ctx() });
         assert!(matches!(a[0], Action::Append { case_id: 3, .. }));
         assert!(!a.iter().any(|x| matches!(x, Action::Ack { .. } | Action::Notify(_))));
@@ -257,24 +339,32 @@ mod tests {
 
     #[test]
     fn follow_ups_and_strangers_on_a_tag() {
-        let known = KnownCase { id: 7, reporter: "r@example.org".into() };
+        let known = KnownCase { id: 7, reporter: "r@example.org".into(), state: "acknowledged".into() };
         let a = decide(&msg(""), &Context { by_tag: Some(known.clone()), ..ctx() });
         assert_eq!(a[0], Action::Append { case_id: 7, flag: None });
         let stranger = parse(b"From: eve@evil.example\r\nSubject: [SEC-7] hi\r\nMessage-ID: <e@x>\r\n\r\nx\r\n", &ParseLimits::default());
         let a = decide(&stranger, &Context { by_tag: Some(known.clone()), ..ctx() });
         assert_eq!(a[0], Action::Append { case_id: 7, flag: Some("unknown-sender-tag".into()) });
         assert!(matches!(a[2], Action::Notify(Notice::Flagged(_))));
-        // By reference, anyone's reply is a follow-up (they saw the thread).
+        // By reference too: a stranger's reply is kept and flagged, not merged.
         let a = decide(&stranger, &Context { by_reference: Some(known.clone()), ..ctx() });
+        assert_eq!(a[0], Action::Append { case_id: 7, flag: Some("unknown-sender".into()) });
+        // The reporter's reply is a follow-up.
+        let a = decide(&msg(""), &Context { by_reference: Some(known.clone()), ..ctx() });
         assert_eq!(a[0], Action::Append { case_id: 7, flag: None });
-        let a = decide(&msg(""), &Context { by_reference: Some(known), sender_is_team: true, ..ctx() });
-        assert!(a.contains(&Action::Notify(Notice::UnverifiedTeamMail)));
+        // Unverified team mail: the named member and the coordinator are told.
+        let refused = TeamStatus::Refused { why: "not signed".into(), member: Some("alice@example.org".into()) };
+        let a = decide(&msg(""), &Context { by_reference: Some(known), team: refused, ..ctx() });
+        assert_eq!(
+            a[2],
+            Action::Tell { to: vec!["alice@example.org".into(), "coord@example.org".into()], notice: Notice::UnverifiedTeamMail("not signed".into()) }
+        );
     }
 
     #[test]
     fn spam_is_held_but_never_a_reply_on_a_case() {
         assert_eq!(decide(&msg(""), &Context { spam: true, ..ctx() }), vec![Action::Quarantine]);
-        let known = KnownCase { id: 2, reporter: "r@example.org".into() };
+        let known = KnownCase { id: 2, reporter: "r@example.org".into(), state: "acknowledged".into() };
         let a = decide(&msg(""), &Context { spam: true, by_reference: Some(known), ..ctx() });
         assert_eq!(a[0], Action::Append { case_id: 2, flag: None });
     }

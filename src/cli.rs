@@ -57,12 +57,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// One case: fields, deadlines, timeline and messages.
+    /// One case: fields, deadlines, timeline and messages; or steer it.
     Case {
         /// Case id, e.g. SEC-42 (or 42).
         id: String,
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<CaseAction>,
     },
     /// Write a consistent online copy of the database to PATH.
     Backup { path: PathBuf },
@@ -76,6 +78,59 @@ pub enum Command {
         /// Quarantine id, e.g. Q3 (or 3).
         qid: String,
     },
+}
+
+/// Steering a case from the host: the team commands of SPEC §6.
+#[derive(Debug, Subcommand)]
+pub enum CaseAction {
+    /// Set the handler (a team address).
+    Assign { addr: String },
+    /// Change the state (e.g. triaged, confirmed, fixing, waiting-on-reporter).
+    State { state: String },
+    /// critical | important | moderate | minor.
+    Severity { severity: String },
+    /// An internal comment (never sent to the reporter).
+    Comment { text: Vec<String> },
+    /// Send the reporter the text of FILE from security@ (encrypted to their key when one is pinned).
+    Reply {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Set the CVE id.
+    Cve { id: String },
+    /// Embargo until an RFC 3339 time.
+    Embargo { until: String },
+    /// Affected versions.
+    Affected { versions: Vec<String> },
+    /// Fixed in versions.
+    FixedIn { versions: Vec<String> },
+    /// Not a security issue.
+    NotSecurity,
+    /// A duplicate of another case.
+    Duplicate { of: String },
+    Close,
+    Reopen,
+}
+
+impl CaseAction {
+    /// The command word and arguments, as a team mail would write them.
+    fn command(&self) -> (&'static str, String) {
+        match self {
+            CaseAction::Assign { addr } => ("assign", addr.clone()),
+            CaseAction::State { state } => ("state", state.clone()),
+            CaseAction::Severity { severity } => ("severity", severity.clone()),
+            CaseAction::Comment { text } => ("comment", text.join(" ")),
+            CaseAction::Reply { .. } => ("reply", String::new()),
+            CaseAction::Cve { id } => ("cve", id.clone()),
+            CaseAction::Embargo { until } => ("embargo", until.clone()),
+            CaseAction::Affected { versions } => ("affected", versions.join(" ")),
+            CaseAction::FixedIn { versions } => ("fixed-in", versions.join(" ")),
+            CaseAction::NotSecurity => ("not-security", String::new()),
+            CaseAction::Duplicate { of } => ("duplicate", of.clone()),
+            CaseAction::Close => ("close", String::new()),
+            CaseAction::Reopen => ("reopen", String::new()),
+        }
+    }
 }
 
 /// Parse arguments and run; errors are printed by `main`.
@@ -96,7 +151,8 @@ pub fn main() -> Result<ExitCode> {
         Command::Run => run_daemon(cfg, clock),
         Command::CheckConfig { offline } => check_config(&cfg, offline),
         Command::Cases { all, json } => cases(&cfg, &*clock, all, json),
-        Command::Case { id, json } => show_case(&cfg, &*clock, &id, json),
+        Command::Case { id, json, action: None } => show_case(&cfg, &*clock, &id, json),
+        Command::Case { id, action: Some(a), .. } => steer_case(cfg, clock, &id, &a),
         Command::Quarantine { json } => quarantine(&cfg, json),
         Command::Release { qid } => release(cfg, clock, &qid),
         Command::Backup { path } => {
@@ -328,6 +384,7 @@ fn case_json(c: &rusqlite::Connection, cfg: &Config, row: &CaseRow, now: DateTim
         .map(|e| json!({"kind": e.kind, "to": e.to, "at": rfc3339(e.at)}))
         .collect();
     let count = store::message_count(c, row.id, TEAM_NOTICE_FLAG)?;
+    let extra = store::case_extra(c, row.id)?;
     let v = json!({
         "id": case_id(&cfg.mailbox.case_prefix, row.id),
         "state": row.state,
@@ -344,6 +401,10 @@ fn case_json(c: &rusqlite::Connection, cfg: &Config, row: &CaseRow, now: DateTim
         "next_deadline": opt(next),
         "deadlines": dl,
         "escalations": esc,
+        "cve": extra.cve,
+        "embargo_until": extra.embargo_until,
+        "duplicate_of": extra.duplicate_of.map(|n| case_id(&cfg.mailbox.case_prefix, n)),
+        "reporter_key": extra.reporter_key_fpr,
     });
     Ok((v, next))
 }
@@ -448,6 +509,8 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
                     "direction": m.direction,
                     "encrypted": m.encrypted,
                     "signature": m.signature,
+                    "signer": m.signer_fpr,
+                    "signer_key_source": m.signer_source,
                     "flags": m.flags,
                     "subject": seen.msg.subject,
                     "protected_subject": seen.protected_subject(),
@@ -473,7 +536,7 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
         other => other.to_string(),
     };
     println!("{}  [{}]  {}", s("id"), s("state"), s("subject"));
-    for k in ["reporter", "severity", "handler", "opened_at", "acknowledged_at", "first_response_at", "last_team_response_at", "encrypted"] {
+    for k in ["reporter", "reporter_key", "severity", "handler", "cve", "embargo_until", "duplicate_of", "opened_at", "acknowledged_at", "first_response_at", "last_team_response_at", "encrypted"] {
         println!("  {k:<22} {}", s(k));
     }
     println!("\nDeadlines:");
@@ -493,7 +556,10 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
             m["from"].as_str().unwrap_or("-"),
             m["date"].as_str().unwrap_or("-"),
             m["encrypted"],
-            m["signature"].as_str().unwrap_or(""),
+            match (m["signature"].as_str().unwrap_or(""), m["signer"].as_str(), m["signer_key_source"].as_str()) {
+                (sig, Some(fpr), Some(src)) => format!("{sig} by {fpr}, {src}"),
+                (sig, _, _) => sig.to_string(),
+            },
             match m["flags"].as_str() {
                 Some("") | None => String::new(),
                 Some(f) => format!(" [{f}]"),
@@ -551,6 +617,44 @@ fn quarantine(cfg: &Config, as_json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs the CLI, for the record (`cli:alice`).
+fn operator() -> String {
+    let who = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+    format!("cli:{who}")
+}
+
+fn steer_case(cfg: Config, clock: SharedClock, id: &str, action: &CaseAction) -> Result<ExitCode> {
+    let Some(n) = parse_case_id(&cfg.mailbox.case_prefix, id) else {
+        eprintln!("secmail: {id:?} is not a case id (expected {}-<n>)", cfg.mailbox.case_prefix);
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    };
+    let cfg = Arc::new(cfg);
+    let store = daemon::open_store(&cfg)?;
+    let keys = Arc::new(crate::keys::Keys::load(&cfg)?);
+    let pipeline = daemon::Pipeline::new(cfg.clone(), keys, store.clone(), clock, Arc::new(tokio::sync::Notify::new()))?;
+    let by = operator();
+    let done = match action {
+        CaseAction::Reply { file } => {
+            let text = anyhow::Context::with_context(std::fs::read_to_string(file), || format!("reading {}", file.display()))?;
+            store.call_sync(|c| pipeline.reply(c, n, &text, &by))
+        }
+        other => {
+            let (word, args) = other.command();
+            store.call_sync(|c| pipeline.steer(c, n, word, &args, &by))
+        }
+    };
+    match done {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("secmail: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn release(cfg: Config, clock: SharedClock, qid: &str) -> Result<ExitCode> {

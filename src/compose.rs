@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, Message, MessageBuilder};
+use lettre::message::{Body, Mailbox, Message, MessageBuilder, MultiPart, SinglePart};
 
 use crate::case::{CaseView, Notice, case_id};
 use crate::config::Config;
@@ -251,14 +251,25 @@ pub fn team_notice(
         Notice::NewCase => ("New report", format!("New report {id} from {from}.")),
         Notice::FollowUp => ("Follow-up", format!("New message on {id} from {from}.")),
         Notice::Flagged(why) => ("FLAGGED", format!("Message on {id} needs a look: {why}.")),
-        Notice::UnverifiedTeamMail => (
+        Notice::UnverifiedTeamMail(why) => (
             "UNVERIFIED team mail",
             format!(
-                "Mail on {id} from team address {from} carried no valid OpenPGP signature by that \
-                 member's key. It was stored as unverified; no command in it was applied and \
-                 nothing was relayed to the reporter."
+                "Mail on {id} from {from} claims to speak for the team but is not verified: {why}. \
+                 It was stored as unverified; no command in it was applied and nothing was relayed \
+                 to the reporter."
             ),
         ),
+        Notice::TeamAnswer { by, relayed, applied } => {
+            let mut h = if *relayed {
+                format!("{by} answered the reporter of {id}; this is what the reporter received.")
+            } else {
+                format!("{by} wrote on {id} (internal: nothing was sent to the reporter).")
+            };
+            if !applied.is_empty() {
+                h.push_str(&format!("\nApplied: {}.", applied.join("; ")));
+            }
+            ("Team answer", h)
+        }
     };
     let case_subject = one_line(&case.subject);
     let subject = format!("[{id}] {what}: {}", if case_subject.is_empty() { "(no subject)" } else { &case_subject });
@@ -304,6 +315,97 @@ pub fn team_notice(
         .references(format!("<{}>", msg.message_id))
         .raw_header(header("X-Secmail-Case", id));
     let raw = finish(b, body, &subject, seal, now).context("building a team notification")?;
+    Ok(Composed { message_id, to: vec![member.to_string()], subject, raw, encrypted: seal.is_some() })
+}
+
+/// A file travelling with a relayed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// The MIME entity of a text with attachments (multipart/mixed), or `None`
+/// when there are none (then the text alone is the body).
+fn with_attachments(text: &str, attachments: &[Attachment]) -> Result<Option<MultiPart>> {
+    if attachments.is_empty() {
+        return Ok(None);
+    }
+    let mut mp = MultiPart::mixed().singlepart(SinglePart::plain(text.to_string()));
+    for a in attachments {
+        let ct = ContentType::parse(&a.content_type).unwrap_or(ContentType::parse("application/octet-stream")?);
+        mp = mp.singlepart(lettre::message::Attachment::new(one_line(&a.filename)).body(a.data.clone(), ct));
+    }
+    Ok(Some(mp))
+}
+
+/// Finish a message whose body may carry attachments; sealed like [`finish`].
+fn finish_with(b: MessageBuilder, text: String, attachments: &[Attachment], protected_subject: &str, seal: Option<Seal<'_>>, now: DateTime<Utc>) -> Result<Vec<u8>> {
+    let Some(mp) = with_attachments(&text, attachments)? else {
+        return finish(b, text, protected_subject, seal, now);
+    };
+    let Some(seal) = seal else {
+        return Ok(b.multipart(mp)?.formatted());
+    };
+    // The protected Subject goes first among the entity's headers.
+    let mut inner = format!("Subject: {}\r\n", protected_subject.replace(['\r', '\n'], " ")).into_bytes();
+    inner.extend_from_slice(&mp.formatted());
+    let (ct, sealed) = crypto::encrypt_and_sign_mime(&inner, std::slice::from_ref(seal.to), seal.team, now)?;
+    let ct = ContentType::parse(&ct).context("content type from the OpenPGP layer")?;
+    let body = Body::new_with_encoding(sealed, ContentTransferEncoding::SevenBit).map_err(|_| anyhow::anyhow!("PGP/MIME body is not 7-bit"))?;
+    Ok(b.header(ct).body(body)?.formatted())
+}
+
+/// A team member's answer relayed to the reporter (SPEC §5.2): from security@,
+/// in the case's thread (`[SEC-n] Re: <subject>`, In-Reply-To the reporter's
+/// last message), commands already removed and the quoted notification
+/// trimmed by the caller, attachments kept. Sealed to the reporter's pinned key
+/// when there is one.
+#[allow(clippy::too_many_arguments)]
+pub fn relay(
+    cfg: &Config,
+    case: &CaseView,
+    to: &str,
+    text: &str,
+    attachments: &[Attachment],
+    in_reply_to: Option<&str>,
+    seal: Option<Seal<'_>>,
+    message_id: String,
+    now: DateTime<Utc>,
+) -> Result<Composed> {
+    let prefix = &cfg.mailbox.case_prefix;
+    let subject = case_subject(prefix, case.id, &case.subject, true);
+    let mut b = base(cfg, &cfg.mailbox.name, to, &subject, &message_id, "no", now)?.raw_header(header("X-Secmail-Case", case_id(prefix, case.id)));
+    if let Some(parent) = in_reply_to {
+        b = b.in_reply_to(format!("<{parent}>")).references(format!("<{parent}>"));
+    }
+    let body = format!("{}\n", text.trim_end());
+    let raw = finish_with(b, body, attachments, &subject, seal, now).context("building the relayed answer")?;
+    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
+}
+
+/// The answer to a team member whose mail held an unknown or invalid command:
+/// nothing from that mail was applied; which line, and why.
+pub fn command_error(cfg: &Config, case: &CaseView, member: &str, error: &str, their_message_id: &str, seal: Option<Seal<'_>>, message_id: String, now: DateTime<Utc>) -> Result<Composed> {
+    let id = case_id(&cfg.mailbox.case_prefix, case.id);
+    let subject = format!("[{id}] Command refused: nothing was applied");
+    let body = format!(
+        "Your mail <{their_message_id}> on {id} was verified, but it holds a command secmail\n\
+         cannot apply:\n\n    {error}\n\n\
+         Nothing from that mail was applied and nothing was sent to the reporter.\n\
+         Fix the line and send the mail again (signed).\n\n\
+         Commands (one per line, at the top of the mail): #comment, #assign ADDR,\n\
+         #severity critical|important|moderate|minor, #state STATE, #not-security,\n\
+         #duplicate {prefix}-N, #embargo RFC3339, #cve CVE-YYYY-NNNN, #release QID,\n\
+         #close, #reopen.\n",
+        prefix = cfg.mailbox.case_prefix
+    );
+    let b = base(cfg, "secmail", member, &subject, &message_id, "auto-replied", now)?
+        .in_reply_to(format!("<{their_message_id}>"))
+        .references(format!("<{their_message_id}>"))
+        .raw_header(header("X-Secmail-Case", id));
+    let raw = finish(b, body, &subject, seal, now).context("building a command error")?;
     Ok(Composed { message_id, to: vec![member.to_string()], subject, raw, encrypted: seal.is_some() })
 }
 

@@ -169,6 +169,9 @@ pub struct TeamConfig {
     /// Send decrypted report text to members without a key (off by default).
     pub allow_plaintext_to_team: bool,
     pub members: Vec<MemberConfig>,
+    /// A signed team mail older than this (by its signature's creation time)
+    /// is refused: an old signed mail cannot be replayed later (default 7 days).
+    pub max_signature_age: Duration,
 }
 
 impl TeamConfig {
@@ -345,6 +348,7 @@ struct RawTeam {
     coordinator: Option<String>,
     backup: Option<String>,
     allow_plaintext_to_team: Option<bool>,
+    max_signature_age: Option<String>,
     member: Option<Vec<RawMember>>,
 }
 
@@ -593,6 +597,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         coordinator: rt.coordinator.map(|a| check_address("team.coordinator", a, &mut errs)),
         backup: rt.backup.map(|a| check_address("team.backup", a, &mut errs)),
         allow_plaintext_to_team: rt.allow_plaintext_to_team.unwrap_or(false),
+        max_signature_age: duration("team.max_signature_age", rt.max_signature_age, Duration::from_secs(7 * 24 * 3600), &mut errs),
         members,
     };
     if team.recipients().is_empty() {

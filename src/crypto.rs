@@ -311,6 +311,39 @@ fn key_info(cert: &Cert, signing: bool, now: DateTime<Utc>) -> KeyInfo {
     }
 }
 
+/// A certificate from bytes (binary or armored OpenPGP).
+pub fn cert_from_bytes(bytes: &[u8]) -> anyhow::Result<Cert> {
+    Cert::from_bytes(bytes)
+}
+
+/// A public certificate as bytes (binary OpenPGP), secret parts stripped.
+pub fn cert_bytes(cert: &Cert) -> anyhow::Result<Vec<u8>> {
+    Ok(cert.clone().strip_secret_key_material().to_vec()?)
+}
+
+/// Whether `cert` may vouch for a signature at `now`: valid under the standard
+/// policy, not revoked, not expired, with a live signing-capable key. `Err` is
+/// one sentence for the team ("the key expired on 2026-06-01").
+pub fn cert_usable_for_signing(cert: &Cert, now: DateTime<Utc>) -> Result<(), String> {
+    let p = policy();
+    if let RevocationStatus::Revoked(_) = cert.revocation_status(&p, sys(now)) {
+        return Err("the key is revoked".into());
+    }
+    let vc = cert.with_policy(&p, sys(now)).map_err(|e| format!("the key is not valid now ({e})"))?;
+    if let Err(e) = vc.alive() {
+        let when = vc
+            .primary_key()
+            .key_expiration_time()
+            .map(|t| format!(" on {}", DateTime::<Utc>::from(t).format("%Y-%m-%d")))
+            .unwrap_or_default();
+        return Err(format!("the key expired{when} ({e})"));
+    }
+    if vc.keys().alive().revoked(false).for_signing().count() == 0 {
+        return Err("the key has no valid signing (sub)key now".into());
+    }
+    Ok(())
+}
+
 fn encryption_flags() -> openpgp::types::KeyFlags {
     openpgp::types::KeyFlags::empty()
         .set_transport_encryption()
@@ -381,8 +414,11 @@ pub fn load_keyring(path: &Path) -> anyhow::Result<Vec<Cert>> {
 pub enum SignatureStatus {
     /// Not signed.
     None,
-    /// Verified; the signer's primary key fingerprint, upper-case hex.
-    Good { fingerprint: String },
+    /// Verified; the signer's primary key fingerprint, upper-case hex, when
+    /// the signature says it was made, and `id`: the SHA-256 (hex) of the
+    /// signature packet, the same however often the signed mail is re-sent or
+    /// re-encrypted (what replay detection records).
+    Good { fingerprint: String, created: Option<DateTime<Utc>>, id: String },
     /// A signature that does not verify, or made by a key that was expired,
     /// revoked or not valid under the policy when it signed.
     Bad,
@@ -398,6 +434,14 @@ impl SignatureStatus {
             SignatureStatus::Good { .. } => "good",
             SignatureStatus::Bad => "bad",
             SignatureStatus::UnknownKey => "unknown-key",
+        }
+    }
+
+    /// The signer's fingerprint when the signature is good.
+    pub fn signer(&self) -> Option<&str> {
+        match self {
+            SignatureStatus::Good { fingerprint, .. } => Some(fingerprint),
+            _ => None,
         }
     }
 }
@@ -568,7 +612,7 @@ fn combine(statuses: &[SignatureStatus]) -> SignatureStatus {
         return SignatureStatus::UnknownKey;
     }
     match statuses.first() {
-        Some(first @ SignatureStatus::Good { .. }) if statuses.iter().all(|s| s == first) => {
+        Some(first @ SignatureStatus::Good { .. }) if statuses.iter().all(|s| s.signer() == first.signer()) => {
             first.clone()
         }
         _ => SignatureStatus::None,
@@ -738,7 +782,13 @@ fn status_of(structure: MessageStructure) -> SignatureStatus {
             for r in results {
                 match r {
                     Ok(g) => {
-                        good.get_or_insert_with(|| g.ka.cert().fingerprint().to_hex());
+                        good.get_or_insert_with(|| {
+                            use sha2::Digest as _;
+                            let packet = openpgp::Packet::from(g.sig.clone()).to_vec().unwrap_or_default();
+                            let id = sha2::Sha256::digest(&packet).iter().map(|b| format!("{b:02x}")).collect::<String>();
+                            let created = g.sig.signature_creation_time().map(DateTime::<Utc>::from);
+                            (g.ka.cert().fingerprint().to_hex(), created, id)
+                        });
                     }
                     Err(VerificationError::MissingKey { .. }) => missing = true,
                     Err(_) => bad = true,
@@ -748,7 +798,7 @@ fn status_of(structure: MessageStructure) -> SignatureStatus {
     }
     match (good, bad, missing) {
         (_, true, _) => SignatureStatus::Bad,
-        (Some(fingerprint), false, _) => SignatureStatus::Good { fingerprint },
+        (Some((fingerprint, created, id)), false, _) => SignatureStatus::Good { fingerprint, created, id },
         (None, false, true) => SignatureStatus::UnknownKey,
         (None, false, false) => SignatureStatus::None,
     }

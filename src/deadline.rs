@@ -63,6 +63,12 @@ pub fn on_open(policy: &PolicyConfig, opened: DateTime<Utc>) -> Vec<(Kind, DateT
     ]
 }
 
+/// The update deadline a team response starts (SPEC §7: an update at least
+/// every `update_every` after each team response).
+pub fn on_response(policy: &PolicyConfig, at: DateTime<Utc>) -> (Kind, DateTime<Utc>) {
+    (Kind::Update, add(policy.calendar, at, policy.update_every))
+}
+
 /// A deadline's state: met once met (even late), lapsed once `now` is past due.
 pub fn state(due: DateTime<Utc>, met: Option<DateTime<Utc>>, now: DateTime<Utc>) -> State {
     match met {

@@ -67,6 +67,20 @@ impl Keys {
         self.members.iter().find(|(a, _)| a.eq_ignore_ascii_case(addr)).map(|(_, c)| c)
     }
 
+    /// The member whose configured key has this primary fingerprint (hex, any
+    /// case): the only way a signature identifies a team member.
+    pub fn member_by_fingerprint(&self, fingerprint: &str) -> Option<(&str, &Cert)> {
+        self.members
+            .iter()
+            .find(|(_, c)| c.fingerprint().to_hex().eq_ignore_ascii_case(fingerprint))
+            .map(|(a, c)| (a.as_str(), c))
+    }
+
+    /// Every configured member key (nothing from messages or keyrings).
+    pub fn member_certs(&self) -> Vec<Cert> {
+        self.members.iter().map(|(_, c)| c.clone()).collect()
+    }
+
     /// Certificates incoming signatures are checked against.
     pub fn verify_with(&self) -> &[Cert] {
         &self.verify_with
@@ -88,9 +102,10 @@ pub fn crypto_limits(l: &crate::config::LimitsConfig) -> CryptoLimits {
 pub enum Reading {
     /// Not encrypted.
     Plain,
-    /// Decrypted: the decrypted MIME entity (may carry protected headers) and
-    /// the signature status (`none`, `good`, `bad`, `unknown-key`).
-    Decrypted { inner: Vec<u8>, signature: String },
+    /// Decrypted: the decrypted MIME entity (may carry protected headers), the
+    /// signature over it, and whether it came from inline armor or attachments
+    /// (`inline`: cleartext around it is not covered) rather than PGP/MIME.
+    Decrypted { inner: Vec<u8>, signature: crypto::SignatureStatus, inline: bool },
     /// Encrypted, but not readable: why (no integrity protection, wrong key,
     /// corrupt, no team key configured). The raw message is kept.
     Unreadable { reason: String, no_integrity: bool },
@@ -109,9 +124,7 @@ pub fn read(raw: &[u8], encrypted: bool, keys: &Keys, limits: &CryptoLimits, now
     };
     match crypto::decrypt_message(raw, team, keys.verify_with(), limits, now) {
         crypto::Decryption::NotEncrypted => Reading::Plain,
-        crypto::Decryption::Decrypted { inner, signature, .. } => {
-            Reading::Decrypted { inner, signature: signature.as_str().to_string() }
-        }
+        crypto::Decryption::Decrypted { inner, signature, inline } => Reading::Decrypted { inner, signature, inline },
         crypto::Decryption::NoIntegrity => Reading::Unreadable {
             reason: "refused: encrypted without integrity protection (no MDC/AEAD, the EFAIL class); nothing was decrypted".into(),
             no_integrity: true,

@@ -29,6 +29,7 @@
 pub mod case;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod crypto;

@@ -36,6 +36,10 @@ pub struct Parsed {
     pub text: String,
     /// Whether the message carries OpenPGP encryption (PGP/MIME or inline).
     pub encrypted: bool,
+    /// The top-level Content-Type, lowercased `type/subtype` (`text/plain`
+    /// when absent, RFC 2045 §5.2): a signature or encryption covers the whole
+    /// message only when it is the root (`multipart/signed`, `multipart/encrypted`).
+    pub root_type: String,
     /// Key that makes a second fetch of the same message a no-op: hash of the
     /// Message-ID, From, Subject and body. A duplicate delivery (same message,
     /// other Received/Delivered-To headers) has the same key.
@@ -150,6 +154,10 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
     out.automatic = automatic_reason(&msg, &out, &raw_all);
 
     let ct = msg.root_part().content_type();
+    out.root_type = match ct {
+        Some(c) => format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")).to_ascii_lowercase(),
+        None => "text/plain".into(),
+    };
     let is_pgp_mime = ct.is_some_and(|c| {
         c.ctype().eq_ignore_ascii_case("multipart")
             && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("encrypted"))
@@ -396,6 +404,27 @@ fn header_only(head: &[u8], max: usize) -> Vec<u8> {
     }
     h.extend_from_slice(b"\r\n\r\n");
     h
+}
+
+/// The attachments of a MIME entity (a team member's signed or decrypted
+/// mail), to travel on with a relayed answer. Signatures
+/// (`application/pgp-signature`) are not attachments; the entity was
+/// prescanned by the caller's parse, so it is within the `[limits]`.
+pub fn attachments(entity: &[u8]) -> Vec<crate::compose::Attachment> {
+    let Some(msg) = MessageParser::default().parse(entity) else {
+        return Vec::new();
+    };
+    msg.attachments()
+        .filter_map(|a| {
+            let ct = a.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream")).to_ascii_lowercase());
+            let ct = ct.unwrap_or_else(|| "application/octet-stream".into());
+            if ct == "application/pgp-signature" || ct == "application/pgp-encrypted" {
+                return None;
+            }
+            let filename = a.attachment_name().map(str::to_string).unwrap_or_else(|| "attachment".into());
+            Some(crate::compose::Attachment { filename, content_type: ct, data: a.contents().to_vec() })
+        })
+        .collect()
 }
 
 fn strip_tags(html: &str) -> String {

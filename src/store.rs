@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// The append-only migration ladder: entry `i` takes the schema from version `i`
 /// to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql"), include_str!("tables_v3.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql"), include_str!("tables_v3.sql"), include_str!("tables_v4.sql")];
 
 /// How long a writer waits for a lock held by another process (the CLI) before
 /// failing.
@@ -461,11 +461,16 @@ pub struct MessageRow {
     pub signature: String,
     pub flags: String,
     pub raw: Vec<u8>,
+    /// Fingerprint of the key a good signature was made with, if any.
+    pub signer_fpr: Option<String>,
+    /// Where that key came from ("configured key of alice@...", ...).
+    pub signer_source: Option<String>,
 }
 
 pub fn messages(c: &Connection, case_id: i64) -> Result<Vec<MessageRow>> {
     let mut st = c.prepare(
-        "SELECT message_id, direction, from_addr, date, received_at, encrypted, signature, flags, raw
+        "SELECT message_id, direction, from_addr, date, received_at, encrypted, signature, flags, raw,
+                signer_fpr, signer_source
          FROM messages WHERE case_id = ?1 ORDER BY id",
     )?;
     let rows = st.query_map([case_id], |r| {
@@ -479,10 +484,11 @@ pub fn messages(c: &Connection, case_id: i64) -> Result<Vec<MessageRow>> {
             r.get::<_, String>(6)?,
             r.get::<_, String>(7)?,
             r.get::<_, Vec<u8>>(8)?,
+            (r.get::<_, Option<String>>(9)?, r.get::<_, Option<String>>(10)?),
         ))
     })?;
     rows.map(|r| {
-        let (message_id, direction, from, date, received, encrypted, signature, flags, raw) = r?;
+        let (message_id, direction, from, date, received, encrypted, signature, flags, raw, (signer_fpr, signer_source)) = r?;
         Ok(MessageRow {
             message_id,
             direction,
@@ -493,6 +499,8 @@ pub fn messages(c: &Connection, case_id: i64) -> Result<Vec<MessageRow>> {
             signature,
             flags,
             raw,
+            signer_fpr,
+            signer_source,
         })
     })
     .collect()
@@ -661,6 +669,146 @@ pub fn case_acknowledged(c: &Connection, id: i64, at: DateTime<Utc>) -> Result<(
         params![id, ts(at)],
     )?;
     Ok(())
+}
+
+// ---------------------------------------------------------------- the team
+
+/// Record who signed a stored message, with which key, and where the key came from.
+pub fn set_signer(c: &Connection, message_pk: i64, fingerprint: &str, source: &str) -> Result<()> {
+    c.execute("UPDATE messages SET signer_fpr = ?2, signer_source = ?3 WHERE id = ?1", params![message_pk, fingerprint, source])?;
+    Ok(())
+}
+
+/// A team signature already applied: when, on which case, by whom.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedSignature {
+    pub applied_at: DateTime<Utc>,
+    pub case_id: Option<i64>,
+    pub member: String,
+    pub message_id: String,
+}
+
+/// The earlier use of this signature, if it was applied before (a replay).
+pub fn signature_applied(c: &Connection, signature_id: &str) -> Result<Option<AppliedSignature>> {
+    let row = c
+        .query_row(
+            "SELECT applied_at, case_id, member, message_id FROM team_signatures WHERE signature_id = ?1",
+            [signature_id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)),
+        )
+        .optional()?;
+    row.map(|(at, case_id, member, message_id)| Ok(AppliedSignature { applied_at: parse_ts(&at)?, case_id, member, message_id }))
+        .transpose()
+}
+
+/// Record a team signature as applied (a second use is a replay).
+#[allow(clippy::too_many_arguments)]
+pub fn record_signature(
+    c: &Connection,
+    signature_id: &str,
+    case_id: Option<i64>,
+    member: &str,
+    fingerprint: &str,
+    signed_at: DateTime<Utc>,
+    message_id: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO team_signatures (signature_id, case_id, member, fingerprint, signed_at, applied_at, message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![signature_id, case_id, member, fingerprint, ts(signed_at), ts(now), message_id],
+    )?;
+    Ok(())
+}
+
+/// The reporter key pinned on a case: fingerprint and the certificate bytes.
+pub fn reporter_key(c: &Connection, case_id: i64) -> Result<Option<(String, Vec<u8>)>> {
+    Ok(c
+        .query_row(
+            "SELECT reporter_key_fpr, reporter_key FROM cases WHERE id = ?1 AND reporter_key IS NOT NULL",
+            [case_id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
+        .optional()?)
+}
+
+/// Pin the reporter's key on a case (only the first one sticks).
+pub fn pin_reporter_key(c: &Connection, case_id: i64, fingerprint: &str, cert: &[u8]) -> Result<bool> {
+    Ok(c.execute(
+        "UPDATE cases SET reporter_key_fpr = ?2, reporter_key = ?3 WHERE id = ?1 AND reporter_key IS NULL",
+        params![case_id, fingerprint, cert],
+    )? == 1)
+}
+
+/// A case field the team sets by command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseField {
+    State,
+    Severity,
+    Handler,
+    Cve,
+    EmbargoUntil,
+    DuplicateOf,
+}
+
+impl CaseField {
+    fn column(self) -> &'static str {
+        match self {
+            CaseField::State => "state",
+            CaseField::Severity => "severity",
+            CaseField::Handler => "handler",
+            CaseField::Cve => "cve",
+            CaseField::EmbargoUntil => "embargo_until",
+            CaseField::DuplicateOf => "duplicate_of",
+        }
+    }
+}
+
+/// Set one case field (the column name comes from [`CaseField`], never from input).
+pub fn set_case_field(c: &Connection, case_id: i64, field: CaseField, value: Option<&str>) -> Result<()> {
+    c.execute(&format!("UPDATE cases SET {} = ?2 WHERE id = ?1", field.column()), params![case_id, value])?;
+    Ok(())
+}
+
+/// A team response reached the reporter's side: the first one, and the latest.
+pub fn record_team_response(c: &Connection, case_id: i64, at: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "UPDATE cases SET first_response_at = coalesce(first_response_at, ?2), last_team_response_at = ?2 WHERE id = ?1",
+        params![case_id, ts(at)],
+    )?;
+    Ok(())
+}
+
+/// The Message-ID of the latest incoming message on a case from `from`.
+pub fn last_message_from(c: &Connection, case_id: i64, from: &str) -> Result<Option<String>> {
+    Ok(c
+        .query_row(
+            "SELECT message_id FROM messages WHERE case_id = ?1 AND direction = 'in' AND lower(from_addr) = lower(?2)
+             ORDER BY id DESC LIMIT 1",
+            params![case_id, from],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Extra case fields beyond [`CaseRow`]: cve, embargo, duplicate-of, pinned key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaseExtra {
+    pub cve: Option<String>,
+    pub embargo_until: Option<String>,
+    pub duplicate_of: Option<i64>,
+    pub reporter_key_fpr: Option<String>,
+}
+
+pub fn case_extra(c: &Connection, case_id: i64) -> Result<CaseExtra> {
+    Ok(c
+        .query_row(
+            "SELECT cve, embargo_until, duplicate_of, reporter_key_fpr FROM cases WHERE id = ?1",
+            [case_id],
+            |r| Ok(CaseExtra { cve: r.get(0)?, embargo_until: r.get(1)?, duplicate_of: r.get(2)?, reporter_key_fpr: r.get(3)? }),
+        )
+        .optional()?
+        .unwrap_or_default())
 }
 
 // ---------------------------------------------------------------- quarantine

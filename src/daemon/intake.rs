@@ -27,7 +27,9 @@ use tokio::sync::Notify;
 use super::perform::Perform;
 use super::seen::{self, Seen};
 use super::{Outcome, TEAM_NOTICE_FLAG};
-use crate::case::{self, Context, KnownCase, Notice, case_id};
+use crate::case::{self, Context, KnownCase, Notice, TeamStatus, case_id};
+use crate::commands::{self, CommandContext};
+use crate::team::{self, TeamCheck};
 use crate::clock::SharedClock;
 use crate::compose::{self, Content};
 use crate::config::Config;
@@ -64,6 +66,14 @@ impl Pipeline {
     pub fn new(cfg: Arc<Config>, keys: Arc<Keys>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Result<Self> {
         let spam = Arc::new(SpamFilter::new(&cfg.spam)?);
         Ok(Pipeline { cfg, keys, spam, store, clock, outbox, store_down: Default::default() })
+    }
+
+    pub(super) fn clock_now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub(super) fn wake_outbox(&self) {
+        self.outbox.notify_one();
     }
 
     /// Parse a raw message and read its encryption (see [`seen::see`]).
@@ -189,9 +199,9 @@ impl Pipeline {
             encrypted: msg.encrypted,
             on_existing_case: false,
         });
-        let ctx = self.context(&tx, seen, now, verdict.spam)?;
+        let ctx = self.context(&tx, seen, raw, now, verdict.spam)?;
         let actions = case::decide(msg, &ctx);
-        let outcome = Perform::new(self, &tx, seen, raw, now).verdict(&verdict).run(&actions)?;
+        let outcome = Perform::new(self, &tx, seen, raw, now).verdict(&verdict).team(&ctx.team).run(&actions)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -200,26 +210,33 @@ impl Pipeline {
     /// `secmail release QID` and the `#release QID` team command do. `by` says
     /// who released it (for the record).
     pub fn release(&self, conn: &mut Connection, qid: i64, by: &str) -> Result<Outcome> {
-        let now = self.clock.now();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let q = store::get_quarantine(&tx, qid)?.with_context(|| format!("no quarantined message Q{qid}"))?;
+        let outcome = self.release_in(&tx, qid, by)?;
+        tx.commit()?;
+        self.outbox.notify_one();
+        Ok(outcome)
+    }
+
+    /// [`Pipeline::release`] inside the caller's transaction (the `#release`
+    /// command applies it with the rest of its mail).
+    pub(super) fn release_in(&self, tx: &Connection, qid: i64, by: &str) -> Result<Outcome> {
+        let now = self.clock.now();
+        let q = store::get_quarantine(tx, qid)?.with_context(|| format!("no quarantined message Q{qid}"))?;
         if let Some(at) = q.released_at {
             anyhow::bail!(
                 "Q{qid} was already released at {at}{}",
                 q.released_case.map(|n| format!(" as {}", case_id(&self.cfg.mailbox.case_prefix, n))).unwrap_or_default()
             );
         }
-        let raw = store::message_raw(&tx, q.message_pk)?;
+        let raw = store::message_raw(tx, q.message_pk)?;
         let seen = self.see(&raw, now);
-        let ctx = self.context(&tx, &seen, now, false)?;
+        let ctx = self.context(tx, &seen, &raw, now, false)?;
         let actions = case::decide(&seen.msg, &ctx);
-        let outcome = Perform::new(self, &tx, &seen, &raw, now).refile(q.message_pk).run(&actions)?;
+        let outcome = Perform::new(self, tx, &seen, &raw, now).refile(q.message_pk).team(&ctx.team).run(&actions)?;
         if let Some(id) = outcome.case {
-            store::add_event(&tx, id, now, "released", Some(by), &format!("released from quarantine (Q{qid}, score {:.1}) by {by}", q.score))?;
+            store::add_event(tx, id, now, "released", Some(by), &format!("released from quarantine (Q{qid}, score {:.1}) by {by}", q.score))?;
         }
-        store::mark_released(&tx, qid, outcome.case, by, now)?;
-        tx.commit()?;
-        self.outbox.notify_one();
+        store::mark_released(tx, qid, outcome.case, by, now)?;
         Ok(outcome)
     }
 
@@ -289,10 +306,10 @@ impl Pipeline {
         })
     }
 
-    fn context(&self, c: &Connection, seen: &Seen, now: DateTime<Utc>, spam: bool) -> Result<Context> {
+    fn context(&self, c: &Connection, seen: &Seen, raw: &[u8], now: DateTime<Utc>, spam: bool) -> Result<Context> {
         let msg = &seen.msg;
         let known = |id: i64| -> Result<Option<KnownCase>> {
-            Ok(store::get_case(c, id)?.map(|k| KnownCase { id: k.id, reporter: k.reporter }))
+            Ok(store::get_case(c, id)?.map(|k| KnownCase { id: k.id, reporter: k.reporter, state: k.state }))
         };
         let by_reference = match store::case_for_message_ids(c, &msg.refs)? {
             Some(id) => known(id)?,
@@ -309,15 +326,53 @@ impl Pipeline {
             Some(a) => store::auto_replies_since(c, a, now - chrono::Duration::hours(1))?,
             None => 0,
         };
+        let on_case = by_reference.as_ref().or(by_tag.as_ref()).map(|k| k.id);
+        let team = match on_case {
+            Some(case) => self.team_status(c, seen, raw, case, now)?,
+            None => TeamStatus::NotTeam,
+        };
+        let team_addresses = self.cfg.team.recipients();
+        let alert_to = match &self.cfg.team.coordinator {
+            Some(a) => vec![a.clone()],
+            None => team_addresses.clone(),
+        };
         Ok(Context {
             by_reference,
             by_tag,
             own_message: self.is_own_message(c, msg)?,
-            sender_is_team: msg.from.as_deref().is_some_and(|f| self.cfg.team.is_member(f)),
+            team,
+            alert_to,
+            team_addresses,
             auto_replies_last_hour,
             auto_reply_limit: self.cfg.limits.auto_replies_per_sender_per_hour,
             spam,
         })
+    }
+
+    /// Whether a message on a case speaks for the team ([`team::check`]), is a
+    /// replay of a signature already applied, and what its commands say.
+    fn team_status(&self, c: &Connection, seen: &Seen, raw: &[u8], case: i64, now: DateTime<Utc>) -> Result<TeamStatus> {
+        let signer = match team::check(seen, raw, &self.keys, &self.cfg.team, now) {
+            TeamCheck::NotTeam => return Ok(TeamStatus::NotTeam),
+            TeamCheck::Refused { why } => {
+                let member = seen.msg.from.clone().filter(|f| self.cfg.team.is_member(f));
+                return Ok(TeamStatus::Refused { why, member });
+            }
+            TeamCheck::Verified(v) => v,
+        };
+        if let Some(earlier) = store::signature_applied(c, &signer.signature_id)? {
+            let on = earlier.case_id.map(|n| format!(" on {}", case_id(&self.cfg.mailbox.case_prefix, n))).unwrap_or_default();
+            let why = format!(
+                "a replay: this signature was already applied{on} at {} (message <{}>); a signed mail is applied once",
+                earlier.applied_at.to_rfc3339(),
+                earlier.message_id
+            );
+            return Ok(TeamStatus::Refused { why, member: Some(signer.member) });
+        }
+        let team_addresses = self.cfg.team.recipients();
+        let cmd_ctx = CommandContext { case_prefix: &self.cfg.mailbox.case_prefix, case_id: case, team: &team_addresses, now };
+        let mail = commands::parse_team_mail(seen.text(), &cmd_ctx);
+        Ok(TeamStatus::Verified { signer, mail })
     }
 
     fn is_own_message(&self, c: &Connection, msg: &Parsed) -> Result<bool> {

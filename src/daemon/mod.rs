@@ -15,7 +15,8 @@ mod digest;
 mod intake;
 mod outbox;
 mod perform;
-mod seen;
+pub(crate) mod seen;
+mod steer;
 
 use std::sync::Arc;
 use std::time::Duration;

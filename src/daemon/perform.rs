@@ -16,7 +16,8 @@ use rusqlite::Connection;
 use super::intake::Pipeline;
 use super::seen::Seen;
 use super::{Outcome, TEAM_NOTICE_FLAG};
-use crate::case::{Action, Notice, case_id};
+use crate::case::{Action, Notice, TeamStatus, case_id};
+use crate::commands::Command;
 use crate::compose::{self, AckNote, Composed, Content, Seal};
 use crate::crypto::{self, Cert};
 use crate::deadline;
@@ -26,7 +27,7 @@ use crate::spam::Verdict;
 use crate::store;
 
 /// Event kinds that the team notice repeats as a problem line.
-const NOTED_EVENTS: &[&str] = &["no-ack", "over-limit", "malformed", "ack-degraded"];
+const NOTED_EVENTS: &[&str] = &["no-ack", "over-limit", "malformed", "ack-degraded", "reporter-key-changed"];
 
 /// One message's actions being performed, and what they gave so far.
 pub(super) struct Perform<'a> {
@@ -39,6 +40,10 @@ pub(super) struct Perform<'a> {
     existing: Option<i64>,
     /// The spam verdict, for a quarantine.
     verdict: Option<&'a Verdict>,
+    /// The team check, for verified team mail.
+    team: Option<&'a TeamStatus>,
+    /// The stored message's row, once stored.
+    message_pk: Option<i64>,
     /// The case the message is on, once opened or found.
     case: Option<i64>,
     /// Whether the message itself is stored yet.
@@ -59,6 +64,8 @@ impl<'a> Perform<'a> {
             now,
             existing: None,
             verdict: None,
+            team: None,
+            message_pk: None,
             case: None,
             stored: false,
             disposition: Disposition::Processed,
@@ -72,6 +79,11 @@ impl<'a> Perform<'a> {
         self
     }
 
+    pub(super) fn team(mut self, t: &'a TeamStatus) -> Self {
+        self.team = Some(t);
+        self
+    }
+
     pub(super) fn refile(mut self, message_pk: i64) -> Self {
         self.existing = Some(message_pk);
         self
@@ -79,6 +91,14 @@ impl<'a> Perform<'a> {
 
     /// Perform every action in order; the message is stored exactly once.
     pub(super) fn run(mut self, actions: &[Action]) -> Result<Outcome> {
+        let checked;
+        let actions = match self.commands_refused(actions)? {
+            Some(a) => {
+                checked = a;
+                &checked[..]
+            }
+            None => actions,
+        };
         for a in actions {
             match a {
                 Action::Ignore { reason } => self.ignore(reason)?,
@@ -87,7 +107,12 @@ impl<'a> Perform<'a> {
                 Action::Event { kind, detail } => self.event(kind, detail)?,
                 Action::Ack { to } => self.ack(to)?,
                 Action::Quarantine => self.quarantine()?,
-                Action::Notify(notice) => self.notify(notice)?,
+                Action::Notify(notice) => self.notify(&self.p.cfg.team.recipients(), notice)?,
+                Action::Tell { to, notice } => self.notify(to, notice)?,
+                Action::RecordSignature => self.record_signature()?,
+                Action::Apply(cmd) => self.apply(cmd)?,
+                Action::Relay { text } => self.relay(text)?,
+                Action::CommandRefused { to, error } => self.command_refused(to, error)?,
             }
         }
         if !self.stored {
@@ -112,9 +137,10 @@ impl<'a> Perform<'a> {
         self.stored = true;
         if let Some(pk) = self.existing {
             store::refile_message(self.c, pk, case_id, &flags)?;
+            self.message_pk = Some(pk);
             return Ok(pk);
         }
-        store::insert_message(
+        let pk = store::insert_message(
             self.c,
             &store::NewMessage {
                 case_id,
@@ -130,7 +156,9 @@ impl<'a> Perform<'a> {
                 raw: self.raw,
             },
             self.now,
-        )
+        )?;
+        self.message_pk = Some(pk);
+        Ok(pk)
     }
 
     fn ignore(&mut self, reason: &str) -> Result<()> {
@@ -162,6 +190,30 @@ impl<'a> Perform<'a> {
         self.store_in(Some(id), flag.unwrap_or(""))?;
         self.case = Some(id);
         self.summary.push(format!("appended to {}", self.case_name(id)));
+        if flag.is_none() {
+            let reporter = store::get_case(self.c, id)?.context("case vanished")?.reporter;
+            if let Some(cert) = self.reporter_key(&reporter) {
+                self.pin(id, &cert)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pin the reporter's key on the case the first time one is known; a
+    /// different key later is flagged for the team, never silently switched.
+    fn pin(&mut self, id: i64, cert: &Cert) -> Result<()> {
+        let fpr = cert.fingerprint().to_hex();
+        match store::reporter_key(self.c, id)? {
+            None => {
+                store::pin_reporter_key(self.c, id, &fpr, &crypto::cert_bytes(cert)?)?;
+                store::add_event(self.c, id, self.now, "reporter-key", None, &format!("reporter key {fpr} pinned"))?;
+            }
+            Some((pinned, _)) if !pinned.eq_ignore_ascii_case(&fpr) => {
+                let why = format!("the reporter's mail brings key {fpr}, not the pinned key {pinned}; mail to the reporter stays encrypted to {pinned} until the team decides");
+                self.event("reporter-key-changed", &why)?;
+            }
+            Some(_) => {}
+        }
         Ok(())
     }
 
@@ -192,6 +244,9 @@ impl<'a> Perform<'a> {
             Reading::Unreadable { .. } => AckNote::Unreadable { team_fingerprint: fpr.as_deref() },
         };
         let reporter_key = self.reporter_key(to);
+        if let Some(k) = &reporter_key {
+            self.pin(id, k)?;
+        }
         let seal = match (&reporter_key, &self.p.keys.team) {
             (Some(k), Some(team)) => Some(Seal { to: k, team }),
             _ => None,
@@ -237,14 +292,14 @@ impl<'a> Perform<'a> {
         Ok(())
     }
 
-    fn notify(&mut self, notice: &Notice) -> Result<()> {
+    fn notify(&mut self, recipients: &[String], notice: &Notice) -> Result<()> {
         let cfg = &*self.p.cfg;
         let id = self.case.context("notification without a case")?;
         let row = store::get_case(self.c, id)?.context("case vanished")?.view();
         let crypto_line = self.seen.crypto_line();
         let problems = self.problems.clone();
         let content = Content { text: self.seen.text(), protected_subject: self.seen.protected_subject(), crypto: &crypto_line, problems: &problems };
-        for member in cfg.team.recipients() {
+        for member in recipients.iter().cloned() {
             let seal = match (self.p.keys.member_cert(&member), &self.p.keys.team) {
                 (Some(k), Some(team)) => Some(Seal { to: k, team }),
                 _ => None,
@@ -272,7 +327,105 @@ impl<'a> Perform<'a> {
             let decision = format!("notify:{}:{}", self.seen.msg.dedupe_key, member.to_ascii_lowercase());
             self.p.queue(self.c, Some(id), decision, "team-notice", &m, TEAM_NOTICE_FLAG, self.now)?;
         }
-        self.summary.push("team notified".into());
+        if !recipients.is_empty() {
+            self.summary.push(format!("{} told", recipients.join(", ")));
+        }
+        Ok(())
+    }
+
+    /// The verified signer of this mail (only set for verified team mail).
+    fn signer(&self) -> Result<&crate::team::Verified> {
+        match self.team {
+            Some(TeamStatus::Verified { signer, .. }) => Ok(signer),
+            _ => anyhow::bail!("a team action without a verified signer"),
+        }
+    }
+
+    /// Who did it, for events: the member and the key.
+    fn actor(&self) -> Result<String> {
+        let s = self.signer()?;
+        Ok(format!("{} (key {})", s.member, s.fingerprint))
+    }
+
+    /// Checks that need the store (the case or quarantined message a command
+    /// names exists) before anything is applied: one failing command turns the
+    /// whole mail into a refusal (SPEC §6: nothing from it is applied).
+    fn commands_refused(&self, actions: &[Action]) -> Result<Option<Vec<Action>>> {
+        let mut problem = None;
+        for a in actions {
+            let Action::Apply(cmd) = a else { continue };
+            let why = super::steer::check(self.c, &self.p.cfg.mailbox.case_prefix, cmd)?;
+            if why.is_some() {
+                problem = why;
+                break;
+            }
+        }
+        let Some(why) = problem else { return Ok(None) };
+        let who = self.signer()?.member.clone();
+        let mut out = Vec::new();
+        for a in actions {
+            match a {
+                Action::Apply(_) | Action::Relay { .. } | Action::Tell { .. } => {}
+                other => out.push(other.clone()),
+            }
+        }
+        out.push(Action::Event { kind: "command-refused", detail: format!("{why}; nothing from this mail was applied or relayed") });
+        out.push(Action::CommandRefused { to: who, error: why });
+        Ok(Some(out))
+    }
+
+    fn record_signature(&mut self) -> Result<()> {
+        let s = self.signer()?.clone();
+        let pk = self.message_pk.context("signature before the message was stored")?;
+        store::set_signer(self.c, pk, &s.fingerprint, &format!("configured key of {}", s.member))?;
+        store::record_signature(self.c, &s.signature_id, self.case, &s.member, &s.fingerprint, s.signed_at, &self.seen.msg.message_id, self.now)
+    }
+
+    /// One team command (SPEC §6), already validated ([`super::steer`]).
+    fn apply(&mut self, cmd: &Command) -> Result<()> {
+        let id = self.case.context("a command without a case")?;
+        let actor = self.actor()?;
+        let kind = super::steer::apply(self.p, self.c, id, cmd, &actor, self.now)?;
+        self.summary.push(format!("{kind} applied"));
+        Ok(())
+    }
+
+    /// The verified answer to the reporter ([`super::steer::relay`]); when it
+    /// cannot go (the address or the pinned key will not work), the member is told.
+    fn relay(&mut self, text: &str) -> Result<()> {
+        let id = self.case.context("relay without a case")?;
+        let who = self.signer()?.member.clone();
+        let entity: &[u8] = match &self.seen.reading {
+            Reading::Decrypted { inner, .. } => inner,
+            _ => self.raw,
+        };
+        let attachments = crate::mail::attachments(entity);
+        let decision = format!("relay:{}", self.seen.msg.dedupe_key);
+        match super::steer::relay(self.p, self.c, id, text, &attachments, decision, &self.actor()?, self.now)? {
+            Ok(summary) => self.summary.push(summary),
+            Err(why) => self.command_refused(&who, &why)?,
+        }
+        Ok(())
+    }
+
+    /// Tell a member that their mail was refused (which line, why), sealed to
+    /// their key when they have one.
+    fn command_refused(&mut self, to: &str, error: &str) -> Result<()> {
+        let cfg = &*self.p.cfg;
+        let id = self.case.context("a refusal without a case")?;
+        let view = store::get_case(self.c, id)?.context("case vanished")?.view();
+        let seal = match (self.p.keys.member_cert(to), &self.p.keys.team) {
+            (Some(k), Some(team)) => Some(Seal { to: k, team }),
+            _ => None,
+        };
+        let mid = &self.seen.msg.message_id;
+        let compose = |seal| compose::command_error(cfg, &view, to, error, mid, seal, compose::new_message_id(&cfg.mailbox.address), self.now);
+        let m = match compose(seal).or_else(|_| compose(None)) {
+            Ok(m) => m,
+            Err(e) => return store::add_event(self.c, id, self.now, "notice-degraded", None, &format!("no refusal mail to {to}: {e:#}")),
+        };
+        self.p.queue(self.c, Some(id), format!("refused:{}:{}", self.seen.msg.dedupe_key, to.to_ascii_lowercase()), "team-notice", &m, TEAM_NOTICE_FLAG, self.now)?;
+        self.summary.push(format!("refusal to {to}"));
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ impl Seen {
     /// `none`, `good`, `bad` or `unknown-key` (SPEC §2).
     pub fn signature(&self) -> &str {
         match &self.reading {
-            Reading::Decrypted { signature, .. } => signature,
+            Reading::Decrypted { signature, .. } => signature.as_str(),
             _ => "none",
         }
     }
@@ -59,7 +59,7 @@ impl Seen {
     pub fn crypto_line(&self) -> String {
         match &self.reading {
             Reading::Plain => "not encrypted".into(),
-            Reading::Decrypted { signature, .. } => format!("decrypted; signature: {signature}"),
+            Reading::Decrypted { signature, .. } => format!("decrypted; signature: {}", signature.as_str()),
             Reading::Unreadable { reason, .. } => format!("NOT decrypted: {reason}"),
         }
     }
