@@ -41,5 +41,6 @@ pub mod prescan;
 pub mod source;
 pub mod spam;
 pub mod store;
+pub mod team;
 pub mod tls;
 pub mod transport;
