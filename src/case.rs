@@ -274,7 +274,7 @@ fn verified(c: &KnownCase, ctx: &Context, signer: &crate::team::Verified, mail: 
         out.push(Relay { text: m.relay_text.clone() });
     }
     let others: Vec<String> = ctx.team_addresses.iter().filter(|a| !a.eq_ignore_ascii_case(who)).cloned().collect();
-    let applied = m.commands.iter().map(|c| format!("{c:?}")).collect();
+    let applied = m.commands.iter().map(|c| c.to_string()).collect();
     out.push(Tell { to: others, notice: Notice::TeamAnswer { by: who.clone(), relayed, applied } });
     out
 }

@@ -126,3 +126,93 @@ pub fn check(seen: &Seen, raw: &[u8], keys: &Keys, team: &TeamConfig, now: DateT
         encrypted,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, LimitsConfig, MemberConfig};
+    use crate::crypto::Cert;
+    use chrono::TimeZone as _;
+    use sequoia_openpgp::parse::Parse as _;
+    use std::time::Duration;
+
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pgp/");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{DIR}{name}")).unwrap()
+    }
+
+    fn cert(name: &str) -> Cert {
+        Cert::from_bytes(&fixture(name)).unwrap()
+    }
+
+    /// `signed-only.eml` is signed 2026-01-02 by the fixtures' reporter key,
+    /// From reporter@example.test: here that address is a team member.
+    fn team(max_age_days: u64) -> TeamConfig {
+        TeamConfig {
+            coordinator: None,
+            backup: None,
+            allow_plaintext_to_team: false,
+            members: vec![MemberConfig { address: "reporter@example.test".into(), key_file: None }],
+            max_signature_age: Duration::from_secs(max_age_days * 86_400),
+        }
+    }
+
+    fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+    }
+
+    fn limits() -> LimitsConfig {
+        let d = tempfile::tempdir().unwrap();
+        Config::builtin(d.path()).unwrap().limits
+    }
+
+    fn check_with(member_key: &str, raw: &[u8], team: &TeamConfig, now: DateTime<Utc>) -> TeamCheck {
+        let keys = Keys::new(None, vec![("reporter@example.test".into(), cert(member_key))], vec![]);
+        let seen = crate::daemon::seen::see(raw, &keys, &limits(), now);
+        check(&seen, raw, &keys, team, now)
+    }
+
+    #[test]
+    fn a_signature_by_the_configured_key_over_the_whole_message_verifies() {
+        let raw = fixture("signed-only.eml");
+        match check_with("reporter.pub.asc", &raw, &team(30), at(2026, 1, 10)) {
+            TeamCheck::Verified(v) => {
+                assert_eq!(v.member, "reporter@example.test");
+                assert_eq!(v.fingerprint, cert("reporter.pub.asc").fingerprint().to_hex());
+                assert_eq!(v.signed_at.date_naive().to_string(), "2026-01-02");
+                assert_eq!(v.signature_id.len(), 64);
+                assert!(!v.encrypted && v.from_differs.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let raw = fixture("signed-only.eml");
+        let why = |r: TeamCheck| match r {
+            TeamCheck::Refused { why } => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // Too old for the default 7 days.
+        assert!(why(check_with("reporter.pub.asc", &raw, &team(7), at(2026, 1, 10))).contains("older than team.max_signature_age"));
+        // Signed by a key that is not the member's.
+        assert!(why(check_with("stranger.pub.asc", &raw, &team(30), at(2026, 1, 10))).contains("a key that is not"));
+        // Changed after signing.
+        assert!(why(check_with("reporter.pub.asc", &fixture("signed-only-tampered.eml"), &team(30), at(2026, 1, 10))).contains("does not verify"));
+        // From a team address, unsigned.
+        assert!(why(check_with("reporter.pub.asc", &fixture("plain.eml"), &team(30), at(2026, 1, 10))).contains("not signed"));
+    }
+
+    #[test]
+    fn strangers_are_not_team_mail_whatever_they_sign() {
+        let raw = fixture("signed-only.eml");
+        let mut t = team(30);
+        t.members[0].address = "alice@example.test".into();
+        // Not from a team address and not signed by a member's key.
+        let keys = Keys::new(None, vec![("alice@example.test".into(), cert("stranger.pub.asc"))], vec![]);
+        let seen = crate::daemon::seen::see(&raw, &keys, &limits(), at(2026, 1, 10));
+        assert_eq!(check(&seen, &raw, &keys, &t, at(2026, 1, 10)), TeamCheck::NotTeam);
+    }
+}

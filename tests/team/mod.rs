@@ -889,6 +889,12 @@ fn unsigned_mail(d: &Draft, text: &str, extra_parts: &[Vec<u8>]) -> Vec<u8> {
     raw
 }
 
+/// `d` as an unsigned mail (`d.body`, `d.attachments`): team mail sent
+/// without signing.
+pub fn unsigned(d: &Draft) -> Vec<u8> {
+    unsigned_mail(d, &d.body, &[])
+}
+
 /// "Johnny, You Are Fired" wrapping: an UNSIGNED multipart/mixed with
 /// `outer`'s headers (its body and attachments are ignored) whose first part
 /// is the unsigned text `preface` (e.g. `#close`) and whose second part is the
