@@ -21,11 +21,13 @@
 //! - [`mail`]: parse raw bytes into what the rules need; spot automatic mail.
 //! - [`case`]: case ids, states, and what a message gets ([`case::Action`]).
 //! - [`deadline`]: when promises fall due.
+//! - [`calendar`]: business calendars (time zone, days, hours, holidays).
 //! - [`compose`]: the outgoing messages (ack, team notification).
 //! - [`spam`]: subject heuristics and upstream spam signals.
 //! - [`crypto`]: OpenPGP over bytes and keys.
 //! - [`clock`]: time as an input.
 
+pub mod calendar;
 pub mod case;
 pub mod cli;
 pub mod clock;
