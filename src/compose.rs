@@ -387,6 +387,7 @@ pub fn relay(
 
 /// The answer to a team member whose mail held an unknown or invalid command:
 /// nothing from that mail was applied; which line, and why.
+#[allow(clippy::too_many_arguments)]
 pub fn command_error(cfg: &Config, case: &CaseView, member: &str, error: &str, their_message_id: &str, seal: Option<Seal<'_>>, message_id: String, now: DateTime<Utc>) -> Result<Composed> {
     let id = case_id(&cfg.mailbox.case_prefix, case.id);
     let subject = format!("[{id}] Command refused: nothing was applied");

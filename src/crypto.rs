@@ -318,7 +318,7 @@ pub fn cert_from_bytes(bytes: &[u8]) -> anyhow::Result<Cert> {
 
 /// A public certificate as bytes (binary OpenPGP), secret parts stripped.
 pub fn cert_bytes(cert: &Cert) -> anyhow::Result<Vec<u8>> {
-    Ok(cert.clone().strip_secret_key_material().to_vec()?)
+    cert.clone().strip_secret_key_material().to_vec()
 }
 
 /// Whether `cert` may vouch for a signature at `now`: valid under the standard

@@ -299,19 +299,19 @@ impl<'a> Perform<'a> {
         let crypto_line = self.seen.crypto_line();
         let problems = self.problems.clone();
         let content = Content { text: self.seen.text(), protected_subject: self.seen.protected_subject(), crypto: &crypto_line, problems: &problems };
-        for member in recipients.iter().cloned() {
-            let seal = match (self.p.keys.member_cert(&member), &self.p.keys.team) {
+        for member in recipients {
+            let seal = match (self.p.keys.member_cert(member), &self.p.keys.team) {
                 (Some(k), Some(team)) => Some(Seal { to: k, team }),
                 _ => None,
             };
-            let compose = |seal| compose::team_notice(cfg, &row, &self.seen.msg, &content, notice, &member, seal, compose::new_message_id(&cfg.mailbox.address), self.now);
+            let compose = |seal| compose::team_notice(cfg, &row, &self.seen.msg, &content, notice, member, seal, compose::new_message_id(&cfg.mailbox.address), self.now);
             let m: Composed = match compose(seal) {
                 Ok(m) => m,
                 Err(e) if seal.is_some() => {
                     let why = format!("the notice to {member} could not be encrypted to their key ({e:#}); sent as metadata only");
                     store::add_event(self.c, id, self.now, "notice-degraded", None, &why)?;
                     let metadata_only = Content { text: "", protected_subject: None, ..content };
-                    match compose::team_notice(cfg, &row, &self.seen.msg, &metadata_only, notice, &member, None, compose::new_message_id(&cfg.mailbox.address), self.now) {
+                    match compose::team_notice(cfg, &row, &self.seen.msg, &metadata_only, notice, member, None, compose::new_message_id(&cfg.mailbox.address), self.now) {
                         Ok(m) => m,
                         Err(e) => {
                             store::add_event(self.c, id, self.now, "notice-degraded", None, &format!("no notice to {member}: {e:#}"))?;
