@@ -205,10 +205,13 @@ pub struct MemberConfig {
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Calendar {
     /// Deadlines run around the clock.
     AllDay,
+    /// Deadlines run only in working hours (`policy.timezone`, `days`,
+    /// `hours`, `holidays`).
+    Business(std::sync::Arc<crate::calendar::BusinessCalendar>),
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +223,9 @@ pub struct PolicyConfig {
     pub re_escalate_every: Duration,
     pub escalate_to: Vec<String>,
     pub calendar: Calendar,
+    /// A case waiting on the reporter this long without an answer is closed,
+    /// with a polite notice to the reporter.
+    pub close_if_silent: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -369,6 +375,11 @@ struct RawPolicy {
     re_escalate_every: Option<String>,
     escalate_to: Option<Vec<String>>,
     calendar: Option<String>,
+    timezone: Option<String>,
+    days: Option<Vec<String>>,
+    hours: Option<String>,
+    holidays: Option<Vec<String>>,
+    close_if_silent: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -624,14 +635,29 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         calendar: match rp.calendar.as_deref() {
             None | Some("24x7") => Calendar::AllDay,
             Some("business") => {
-                errs.push("policy.calendar: \"business\" is not supported by this version yet; use \"24x7\"".into());
-                Calendar::AllDay
+                let days = rp.days.clone().unwrap_or_else(|| vec!["mon-fri".into()]);
+                let hours = rp.hours.clone().unwrap_or_else(|| "09:00-17:00".into());
+                let holidays = rp.holidays.clone().unwrap_or_default();
+                match rp.timezone.as_deref() {
+                    None => {
+                        errs.push("policy.timezone: missing; calendar = \"business\" needs an IANA time zone such as \"Europe/Berlin\"".into());
+                        Calendar::AllDay
+                    }
+                    Some(tz) => match crate::calendar::BusinessCalendar::new(tz, &days, &hours, &holidays) {
+                        Ok(c) => Calendar::Business(std::sync::Arc::new(c)),
+                        Err(lines) => {
+                            errs.extend(lines);
+                            Calendar::AllDay
+                        }
+                    },
+                }
             }
             Some(other) => {
                 errs.push(format!("policy.calendar: {other:?} must be \"24x7\" or \"business\""));
                 Calendar::AllDay
             }
         },
+        close_if_silent: duration("policy.close_if_silent", rp.close_if_silent, h(24 * 30), &mut errs),
     };
     for who in &policy.escalate_to {
         if who != "coordinator" && who != "backup" && !who.contains('@') {

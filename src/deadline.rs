@@ -49,24 +49,33 @@ impl State {
 }
 
 /// `start` plus `d` on the policy's calendar.
-pub fn add(calendar: Calendar, start: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+pub fn add(calendar: &Calendar, start: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     match calendar {
         Calendar::AllDay => start + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
+        Calendar::Business(b) => b.add(start, d),
+    }
+}
+
+/// How much of the policy's time has passed from `a` to `b` (for "lapsed by").
+pub fn elapsed(calendar: &Calendar, a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
+    match calendar {
+        Calendar::AllDay => (b - a).to_std().unwrap_or(Duration::ZERO),
+        Calendar::Business(c) => c.business_time_between(a, b),
     }
 }
 
 /// The deadlines a new case starts with.
 pub fn on_open(policy: &PolicyConfig, opened: DateTime<Utc>) -> Vec<(Kind, DateTime<Utc>)> {
     vec![
-        (Kind::Ack, add(policy.calendar, opened, policy.ack_within)),
-        (Kind::FirstResponse, add(policy.calendar, opened, policy.first_response_within)),
+        (Kind::Ack, add(&policy.calendar, opened, policy.ack_within)),
+        (Kind::FirstResponse, add(&policy.calendar, opened, policy.first_response_within)),
     ]
 }
 
 /// The update deadline a team response starts (SPEC §7: an update at least
 /// every `update_every` after each team response).
 pub fn on_response(policy: &PolicyConfig, at: DateTime<Utc>) -> (Kind, DateTime<Utc>) {
-    (Kind::Update, add(policy.calendar, at, policy.update_every))
+    (Kind::Update, add(&policy.calendar, at, policy.update_every))
 }
 
 /// A deadline's state: met once met (even late), lapsed once `now` is past due.
@@ -111,6 +120,7 @@ mod tests {
             re_escalate_every: Duration::from_secs(24 * 3600),
             escalate_to: vec![],
             calendar: Calendar::AllDay,
+            close_if_silent: Duration::from_secs(30 * 24 * 3600),
         }
     }
 
