@@ -376,6 +376,9 @@ fn case_json(c: &rusqlite::Connection, cfg: &Config, row: &CaseRow, now: DateTim
                 "kind": d.kind,
                 "due": rfc3339(d.due_at),
                 "state": deadline::state(d.due_at, d.met_at, now).as_str(),
+                // Met after it was due: "met late".
+                "late": d.met_at.is_some_and(|m| m > d.due_at),
+                "met_at": opt(d.met_at),
             })
         })
         .collect();

@@ -410,6 +410,115 @@ pub fn command_error(cfg: &Config, case: &CaseView, member: &str, error: &str, t
     Ok(Composed { message_id, to: vec![member.to_string()], subject, raw, encrypted: seal.is_some() })
 }
 
+/// Which deadline mail: a reminder before the deadline, or the `n`th
+/// escalation after it lapsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineMail {
+    Reminder,
+    Escalation { n: u32 },
+}
+
+/// What a deadline mail says about its promise.
+#[derive(Debug, Clone)]
+pub struct Promise<'a> {
+    /// `ack`, `first-response` or `update`.
+    pub kind: &'a str,
+    pub due: DateTime<Utc>,
+    /// How long it has been lapsed (escalations), in the policy's time.
+    pub lapsed_by: Option<std::time::Duration>,
+    /// The handler, if anyone is assigned.
+    pub handler: Option<&'a str>,
+    /// The Message-ID the case's thread starts with.
+    pub thread: Option<&'a str>,
+}
+
+/// A reminder before a deadline, or an escalation after it lapsed (SPEC §7),
+/// to one team member: the case, its reporter and subject, which promise and
+/// by how long, who holds it, and the exact reply that fixes it. Sealed to the
+/// recipient's key when they have one; it never carries report text.
+#[allow(clippy::too_many_arguments)]
+pub fn deadline_mail(cfg: &Config, case: &CaseView, which: DeadlineMail, p: &Promise<'_>, to: &str, seal: Option<Seal<'_>>, message_id: String, now: DateTime<Utc>) -> Result<Composed> {
+    let id = case_id(&cfg.mailbox.case_prefix, case.id);
+    let promise = match p.kind {
+        "ack" => "the acknowledgement to the reporter",
+        "first-response" => "the first response to the reporter",
+        "update" => "the next update to the reporter",
+        other => other,
+    };
+    let due = p.due.format("%Y-%m-%d %H:%M UTC");
+    let (tag, headline) = match which {
+        DeadlineMail::Reminder => ("Reminder", format!("Reminder: {promise} on {id} is due at {due}.")),
+        DeadlineMail::Escalation { n } => (
+            "ESCALATION",
+            format!(
+                "ESCALATION{}: {promise} on {id} was due at {due} and is lapsed by {}.",
+                if n > 1 { format!(" #{n}") } else { String::new() },
+                p.lapsed_by.map(deadline::human_approx).unwrap_or_else(|| "some time".into())
+            ),
+        ),
+    };
+    let holder = match p.handler {
+        Some(h) => format!("{h} (the handler)"),
+        None => "nobody is assigned: the whole team".into(),
+    };
+    let fix = if p.kind == "ack" {
+        "The ack is sent automatically: check the SMTP server (secmail's log says why it waits).".to_string()
+    } else {
+        format!(
+            "Fix it now: reply to the last secmail notice of {id} with your answer to the\n\
+             reporter, signed with your OpenPGP key (it is relayed to them, encrypted), or on\n\
+             the secmail host: secmail case {id} reply --file answer.txt\n\
+             To hand it over: a signed mail with the line  #assign ADDRESS  (or\n\
+             secmail case {id} assign ADDRESS)."
+        )
+    };
+    let body = format!(
+        "{headline}\n\n\
+         Case:      {id}\n\
+         State:     {state}\n\
+         Reporter:  {reporter}\n\
+         Subject:   {subject}\n\
+         Promise:   {promise}, due {due}\n\
+         Held by:   {holder}\n\n\
+         {fix}\n",
+        state = case.state,
+        reporter = case.reporter,
+        subject = one_line(&case.subject),
+    );
+    let subject = format!("[{id}] {tag}: {} due {}", p.kind, p.due.format("%Y-%m-%d %H:%M UTC"));
+    let mut b = base(cfg, "secmail", to, &subject, &message_id, "auto-generated", now)?.raw_header(header("X-Secmail-Case", id));
+    if let Some(root) = p.thread {
+        b = b.references(format!("<{root}>"));
+    }
+    let raw = finish(b, body, &subject, seal, now).context("building a deadline mail")?;
+    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
+}
+
+/// The polite notice to a reporter who has not answered the team's question
+/// for `policy.close_if_silent`: the case is closed, and can be reopened by writing.
+pub fn closed_silent(cfg: &Config, case: &CaseView, to: &str, in_reply_to: Option<&str>, seal: Option<Seal<'_>>, message_id: String, now: DateTime<Utc>) -> Result<Composed> {
+    let prefix = &cfg.mailbox.case_prefix;
+    let subject = case_subject(prefix, case.id, &case.subject, true);
+    let body = format!(
+        "Hello,\n\n\
+         we asked you a question about your report {id} and have not heard back for\n\
+         {silent}, so we are closing it for now. Thank you for writing to us.\n\n\
+         If you have more to tell us, just answer this mail: the team will see it on\n\
+         {id}.\n\n\
+         -- \n{name} <{addr}>\n",
+        id = case_id(prefix, case.id),
+        silent = deadline::human(cfg.policy.close_if_silent),
+        name = cfg.mailbox.name,
+        addr = cfg.mailbox.address,
+    );
+    let mut b = base(cfg, &cfg.mailbox.name, to, &subject, &message_id, "auto-generated", now)?.raw_header(header("X-Secmail-Case", case_id(prefix, case.id)));
+    if let Some(parent) = in_reply_to {
+        b = b.in_reply_to(format!("<{parent}>")).references(format!("<{parent}>"));
+    }
+    let raw = finish(b, body, &subject, seal, now).context("building the closing notice")?;
+    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
+}
+
 /// The digest of messages held in quarantine since the last one (SPEC §5.4),
 /// to one team member. Spam subjects travelled in clear anyway; no body is shown.
 pub fn quarantine_digest(

@@ -106,6 +106,25 @@ pub fn human(d: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
+/// A lapse for people: "3 hours", "2 days 4 hours", "45 seconds" (the two
+/// largest units, rounded down).
+pub fn human_approx(d: Duration) -> String {
+    let s = d.as_secs();
+    let units = [(86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second")];
+    let mut parts = Vec::new();
+    let mut rest = s;
+    for (size, name) in units {
+        if rest >= size && parts.len() < 2 {
+            let n = rest / size;
+            rest -= n * size;
+            parts.push(format!("{n} {name}{}", if n == 1 { "" } else { "s" }));
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    if parts.is_empty() { "0 seconds".into() } else { parts.join(" ") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +141,15 @@ mod tests {
             calendar: Calendar::AllDay,
             close_if_silent: Duration::from_secs(30 * 24 * 3600),
         }
+    }
+
+    #[test]
+    fn lapses_in_words() {
+        assert_eq!(human_approx(Duration::from_secs(2 * 86_400 + 4 * 3_600 + 59)), "2 days 4 hours");
+        assert_eq!(human_approx(Duration::from_secs(3 * 3_600)), "3 hours");
+        assert_eq!(human_approx(Duration::from_secs(45)), "45 seconds");
+        assert_eq!(human_approx(Duration::from_secs(0)), "0 seconds");
+        assert_eq!(human_approx(Duration::from_secs(86_400 + 30)), "1 day");
     }
 
     #[test]

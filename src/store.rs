@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// The append-only migration ladder: entry `i` takes the schema from version `i`
 /// to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql"), include_str!("tables_v3.sql"), include_str!("tables_v4.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql"), include_str!("tables_v3.sql"), include_str!("tables_v4.sql"), include_str!("tables_v5.sql")];
 
 /// How long a writer waits for a lock held by another process (the CLI) before
 /// failing.
@@ -809,6 +809,115 @@ pub fn case_extra(c: &Connection, case_id: i64) -> Result<CaseExtra> {
         )
         .optional()?
         .unwrap_or_default())
+}
+
+// ---------------------------------------------------------------- timer jobs
+
+/// A job of the timer task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: i64,
+    pub due_at: DateTime<Utc>,
+    pub kind: String,
+    pub case_id: i64,
+    pub deadline_id: Option<i64>,
+    pub decision: String,
+}
+
+/// Schedule a job; a second one with the same decision is a no-op.
+pub fn add_job(c: &Connection, due: DateTime<Utc>, kind: &str, case_id: i64, deadline_id: Option<i64>, decision: &str) -> Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO jobs (due_at, kind, case_id, deadline_id, decision) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![ts(due), kind, case_id, deadline_id, decision],
+    )?;
+    Ok(())
+}
+
+/// When the next job falls due (index `jobs_due`: one step, whatever the number of cases).
+pub fn next_job_due(c: &Connection) -> Result<Option<DateTime<Utc>>> {
+    let s: Option<String> = c.query_row("SELECT min(due_at) FROM jobs WHERE done_at IS NULL", [], |r| r.get(0))?;
+    s.map(|s| parse_ts(&s)).transpose()
+}
+
+/// Jobs due at `now`, oldest first, at most `limit`.
+pub fn due_jobs(c: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Vec<JobRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, due_at, kind, case_id, deadline_id, decision FROM jobs
+         WHERE done_at IS NULL AND due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![ts(now), limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, Option<i64>>(4)?, r.get::<_, String>(5)?))
+    })?;
+    rows.map(|r| {
+        let (id, due, kind, case_id, deadline_id, decision) = r?;
+        Ok(JobRow { id, due_at: parse_ts(&due)?, kind, case_id, deadline_id, decision })
+    })
+    .collect()
+}
+
+/// Mark a job done (in the transaction that queued its mail).
+pub fn job_done(c: &Connection, id: i64, now: DateTime<Utc>, outcome: &str) -> Result<()> {
+    c.execute("UPDATE jobs SET done_at = ?2, outcome = ?3 WHERE id = ?1", params![id, ts(now), outcome])?;
+    Ok(())
+}
+
+/// One deadline row by id: (case, kind, due, met).
+pub fn deadline_by_id(c: &Connection, id: i64) -> Result<Option<DeadlineRow>> {
+    let row = c
+        .query_row("SELECT kind, due_at, met_at FROM deadlines WHERE id = ?1", [id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+        })
+        .optional()?;
+    row.map(|(kind, due, met)| Ok(DeadlineRow { kind, due_at: parse_ts(&due)?, met_at: opt_ts(met)? })).transpose()
+}
+
+/// Add a deadline and return its row id (an existing identical one is reused).
+pub fn add_deadline_id(c: &Connection, case_id: i64, kind: &str, due: DateTime<Utc>) -> Result<i64> {
+    add_deadline(c, case_id, kind, due)?;
+    Ok(c.query_row(
+        "SELECT id FROM deadlines WHERE case_id = ?1 AND kind = ?2 AND due_at = ?3",
+        params![case_id, kind, ts(due)],
+        |r| r.get(0),
+    )?)
+}
+
+/// Record that a deadline's reminder went out / it was escalated.
+pub fn deadline_reminded(c: &Connection, id: i64, at: DateTime<Utc>) -> Result<()> {
+    c.execute("UPDATE deadlines SET reminded_at = ?2 WHERE id = ?1", params![id, ts(at)])?;
+    Ok(())
+}
+
+pub fn deadline_escalated(c: &Connection, id: i64, at: DateTime<Utc>) -> Result<()> {
+    c.execute("UPDATE deadlines SET escalated_at = ?2 WHERE id = ?1", params![id, ts(at)])?;
+    Ok(())
+}
+
+/// Record an escalation of a case (SPEC §2 `escalations`).
+pub fn add_escalation(c: &Connection, case_id: i64, kind: &str, to: &[String], at: DateTime<Utc>) -> Result<()> {
+    c.execute(
+        "INSERT INTO escalations (case_id, kind, recipients, at) VALUES (?1, ?2, ?3, ?4)",
+        params![case_id, kind, serde_json::to_string(to)?, ts(at)],
+    )?;
+    Ok(())
+}
+
+/// The Message-ID of the first message of a case (its thread's root).
+pub fn first_message_id(c: &Connection, case_id: i64) -> Result<Option<String>> {
+    Ok(c
+        .query_row("SELECT message_id FROM messages WHERE case_id = ?1 ORDER BY id LIMIT 1", [case_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Whether the reporter wrote on the case after `since`.
+pub fn reporter_wrote_since(c: &Connection, case_id: i64, reporter: &str, since: DateTime<Utc>) -> Result<bool> {
+    Ok(c
+        .query_row(
+            "SELECT 1 FROM messages WHERE case_id = ?1 AND direction = 'in' AND lower(from_addr) = lower(?2) AND received_at > ?3 LIMIT 1",
+            params![case_id, reporter, ts(since)],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }
 
 // ---------------------------------------------------------------- quarantine

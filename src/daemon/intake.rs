@@ -52,6 +52,8 @@ pub struct Pipeline {
     clock: SharedClock,
     /// Woken when mail is queued, so acks leave at once.
     outbox: Arc<Notify>,
+    /// Woken when a decision may have scheduled a timer job.
+    timers: Arc<Notify>,
     /// Since when the database has refused writes (disk full, locked), if it
     /// does: logged once when it starts and once when it ends.
     store_down: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
@@ -65,7 +67,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 impl Pipeline {
     pub fn new(cfg: Arc<Config>, keys: Arc<Keys>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Result<Self> {
         let spam = Arc::new(SpamFilter::new(&cfg.spam)?);
-        Ok(Pipeline { cfg, keys, spam, store, clock, outbox, store_down: Default::default() })
+        Ok(Pipeline { cfg, keys, spam, store, clock, outbox, timers: Arc::new(Notify::new()), store_down: Default::default() })
     }
 
     pub(super) fn clock_now(&self) -> DateTime<Utc> {
@@ -74,6 +76,16 @@ impl Pipeline {
 
     pub(super) fn wake_outbox(&self) {
         self.outbox.notify_one();
+        self.timers.notify_one();
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Woken when a decision may have scheduled a timer job.
+    pub(super) fn timers(&self) -> Arc<Notify> {
+        self.timers.clone()
     }
 
     /// Parse a raw message and read its encryption (see [`seen::see`]).
@@ -147,7 +159,7 @@ impl Pipeline {
             "message processed: {}",
             outcome.summary
         );
-        self.outbox.notify_one();
+        self.wake_outbox();
         Ok(outcome)
     }
 
@@ -282,7 +294,7 @@ impl Pipeline {
         )?;
         store::add_event(&tx, id, now, "processing-failed", None, &format!("{flags}; kept raw; no ack was sent"))?;
         for (kind, due) in deadline::on_open(&cfg.policy, now) {
-            store::add_deadline(&tx, id, kind.as_str(), due)?;
+            super::timers::schedule(&tx, cfg, id, kind, due)?;
         }
         let row = store::get_case(&tx, id)?.context("case vanished")?.view();
         let problems = [format!("processing failed after {} attempts: {why}; no ack was sent to the reporter", cfg.limits.max_attempts)];

@@ -17,6 +17,7 @@ mod outbox;
 mod perform;
 pub(crate) mod seen;
 mod steer;
+mod timers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use digest::digest_loop;
 pub use intake::Pipeline;
 pub use outbox::outbox_sender;
 pub use seen::{Seen, see};
+pub use timers::run_due;
 
 /// Flag on stored team notifications: kept for threading, not listed as case mail.
 pub const TEAM_NOTICE_FLAG: &str = "team-notice";
@@ -67,7 +69,8 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
     let tracker = TaskTracker::new();
 
     tracker.spawn(outbox_sender(store.clone(), transport, clock.clone(), wake.clone(), shutdown.clone()));
-    tracker.spawn(digest_loop(cfg.clone(), store.clone(), clock.clone(), wake, shutdown.clone()));
+    tracker.spawn(digest_loop(cfg.clone(), store.clone(), clock.clone(), wake.clone(), shutdown.clone()));
+    tracker.spawn(timers::timer_loop(pipeline.clone(), pipeline.timers(), wake, shutdown.clone()));
 
     let handler = pipeline.handler();
     let src_shutdown = shutdown.clone();

@@ -176,7 +176,7 @@ impl<'a> Perform<'a> {
         self.store_in(Some(id), &flags)?;
         store::add_event(self.c, id, self.now, "opened", msg.from.as_deref(), &format!("case opened by message <{}>", msg.message_id))?;
         for (kind, due) in deadline::on_open(&self.p.cfg.policy, self.now) {
-            store::add_deadline(self.c, id, kind.as_str(), due)?;
+            super::timers::schedule(self.c, &self.p.cfg, id, kind, due)?;
         }
         if let Some(p) = self.seen.problem() {
             store::add_event(self.c, id, self.now, "undecryptable", None, p)?;
@@ -191,9 +191,17 @@ impl<'a> Perform<'a> {
         self.case = Some(id);
         self.summary.push(format!("appended to {}", self.case_name(id)));
         if flag.is_none() {
-            let reporter = store::get_case(self.c, id)?.context("case vanished")?.reporter;
-            if let Some(cert) = self.reporter_key(&reporter) {
+            let row = store::get_case(self.c, id)?.context("case vanished")?;
+            if let Some(cert) = self.reporter_key(&row.reporter) {
                 self.pin(id, &cert)?;
+            }
+            if row.state == "waiting-on-reporter" {
+                // The reporter answered the team's question: the update
+                // clock runs again from now (SPEC §7).
+                store::set_case_field(self.c, id, store::CaseField::State, Some("triaged"))?;
+                store::add_event(self.c, id, self.now, "state", Some("secmail"), "state waiting-on-reporter -> triaged: the reporter answered")?;
+                let (kind, due) = deadline::on_response(&self.p.cfg.policy, self.now);
+                super::timers::schedule(self.c, &self.p.cfg, id, kind, due)?;
             }
         }
         Ok(())

@@ -49,12 +49,12 @@ pub(crate) fn apply(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, actor:
         }
         Command::Duplicate(n) => {
             store::set_case_field(c, id, F::DuplicateOf, Some(&n.to_string()))?;
-            let (from, to) = change_state(c, id, cmd)?;
+            let (from, to) = change_state(p, c, id, cmd, now)?;
             ("duplicate", format!("duplicate of {}; state {from} -> {to}", case_id(prefix, *n)))
         }
         Command::Embargo(at) => {
             store::set_case_field(c, id, F::EmbargoUntil, Some(&at.to_rfc3339()))?;
-            let (from, to) = change_state(c, id, cmd)?;
+            let (from, to) = change_state(p, c, id, cmd, now)?;
             ("embargo", format!("embargo until {}; state {from} -> {to}", at.to_rfc3339()))
         }
         Command::Release(q) => {
@@ -62,7 +62,7 @@ pub(crate) fn apply(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, actor:
             ("released", format!("Q{q} released: {}", out.summary))
         }
         Command::State(_) | Command::Close | Command::Reopen | Command::NotSecurity | Command::Publish => {
-            let (from, to) = change_state(c, id, cmd)?;
+            let (from, to) = change_state(p, c, id, cmd, now)?;
             ("state", format!("state {from} -> {to}"))
         }
         Command::Affected(v) => ("affected", format!("affected versions: {v}")),
@@ -76,11 +76,20 @@ pub(crate) fn apply(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, actor:
 
 /// Move the case to the state this command leads to (by the state machine of
 /// [`crate::commands`]); returns (from, to).
-fn change_state(c: &Connection, id: i64, cmd: &Command) -> Result<(State, State)> {
+fn change_state(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, now: DateTime<Utc>) -> Result<(State, State)> {
     let row = store::get_case(c, id)?.context("case vanished")?;
     let current: State = row.state.parse().map_err(|e| anyhow::anyhow!("case {id}: {e}"))?;
     let next = crate::commands::state_after(current, std::slice::from_ref(cmd)).map_err(|e| anyhow::anyhow!("{e}"))?.unwrap_or(current);
     store::set_case_field(c, id, F::State, Some(next.as_str()))?;
+    if next == State::WaitingOnReporter && current != next {
+        // The update clock pauses; silence closes the case (SPEC §7).
+        super::timers::schedule_silence(c, &p.cfg, id, now)?;
+    }
+    if current.is_terminal() && !next.is_terminal() {
+        // Reopened: the update clock starts again.
+        let (kind, due) = deadline::on_response(&p.cfg.policy, now);
+        super::timers::schedule(c, &p.cfg, id, kind, due)?;
+    }
     Ok((current, next))
 }
 
@@ -135,7 +144,7 @@ pub(crate) fn relay(
     store::meet_deadlines(c, id, deadline::Kind::Update.as_str(), now)?;
     if !deadline::stops_deadlines(&row.state) {
         let (kind, due) = deadline::on_response(&cfg.policy, now);
-        store::add_deadline(c, id, kind.as_str(), due)?;
+        super::timers::schedule(c, cfg, id, kind, due)?;
     }
     let how = if m.encrypted { "encrypted to the reporter's key and signed by the team key" } else { "unencrypted (no reporter key known)" };
     store::add_event(c, id, now, "relayed", Some(actor), &format!("answer relayed to {to}, {how}"))?;
