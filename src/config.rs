@@ -966,6 +966,24 @@ mod tests {
     }
 
     #[test]
+    fn a_business_calendar_drives_deadlines_and_bad_values_get_a_line_each() {
+        let d = tempfile::tempdir().unwrap();
+        let base = "[mailbox]\naddress = \"security@example.org\"\n[outbox_dir]\npath = \"out\"\n[maildir]\npath = \"md\"\n[team]\ncoordinator = \"a@example.org\"\n";
+        let ok = format!("{base}[policy]\ncalendar = \"business\"\ntimezone = \"Europe/Berlin\"\ndays = [\"mon-fri\"]\nhours = \"09:00-17:00\"\nholidays = [\"2026-12-25\"]\nfirst_response_within = \"8h\"\n");
+        let c = Config::parse(&ok, d.path()).unwrap();
+        // Thursday 2026-12-24 16:00 Berlin (15:00 UTC) + 8 working hours:
+        // 1 h on Thursday, Friday 25th is a holiday, 7 h on Monday 28th: 16:00 Berlin.
+        let due = crate::deadline::on_open(&c.policy, "2026-12-24T15:00:00Z".parse().unwrap())[1].1;
+        assert_eq!(due, "2026-12-28T15:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        let bad = format!("{base}[policy]\ncalendar = \"business\"\ntimezone = \"Mars/Olympus\"\nhours = \"17:00-09:00\"\n");
+        let e = Config::parse(&bad, d.path()).unwrap_err();
+        assert!(e.0.iter().any(|l| l.starts_with("policy.timezone:")), "{e}");
+        assert!(e.0.iter().any(|l| l.starts_with("policy.hours:")), "{e}");
+        let missing = format!("{base}[policy]\ncalendar = \"business\"\n");
+        assert!(Config::parse(&missing, d.path()).unwrap_err().to_string().contains("policy.timezone: missing"));
+    }
+
+    #[test]
     fn every_problem_gets_its_own_line() {
         let d = tempfile::tempdir().unwrap();
         let text = r#"

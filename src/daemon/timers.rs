@@ -335,4 +335,31 @@ mod tests {
         tick(&p, &clock, 1000).await;
         assert!(queued(&store).is_empty(), "a closed case has no deadlines");
     }
+
+    #[tokio::test]
+    async fn waiting_on_the_reporter_pauses_the_update_clock_and_silence_closes_the_case() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, clock, store) = setup(d.path());
+        let silent = p.cfg.policy.close_if_silent.as_secs();
+        store.call_sync(|c| p.process(c, REPORT)).unwrap();
+        store.call_sync(|c| p.steer(c, 1, "state", "waiting-on-reporter", "test")).unwrap();
+        // The reporter answers: the case goes back to triaged, nothing closes.
+        clock.advance(Duration::from_secs(10));
+        let answer = b"From: r@example.org\r\nSubject: Re: [SEC-1] XSS\r\nMessage-ID: <t2@example.org>\r\nIn-Reply-To: <t1@example.org>\r\n\r\nhere it is\r\n";
+        store.call_sync(|c| p.process(c, answer)).unwrap();
+        assert_eq!(store.call_sync(|c| store::get_case(c, 1)).unwrap().unwrap().state, "triaged");
+        // Asked again, and silence this time: closed politely.
+        store.call_sync(|c| p.steer(c, 1, "state", "waiting-on-reporter", "test")).unwrap();
+        tick(&p, &clock, silent + 1).await;
+        let row = store.call_sync(|c| store::get_case(c, 1)).unwrap().unwrap();
+        assert_eq!(row.state, "closed");
+        let kinds: Vec<String> = store
+            .call_sync(|c| {
+                let mut st = c.prepare("SELECT kind FROM outbox ORDER BY id")?;
+                let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .unwrap();
+        assert_eq!(kinds.iter().filter(|k| *k == "closed-silent").count(), 1, "{kinds:?}");
+    }
 }
