@@ -106,6 +106,14 @@ impl BusinessCalendar {
         }
     }
 
+    /// `t` on the calendar's wall clock, with the zone: `2026-12-10 15:00 CET`.
+    pub fn local(&self, t: DateTime<Utc>) -> String {
+        match to_jiff(t) {
+            Some(ts) => ts.to_zoned_datetime(self.tz.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string(),
+            None => t.to_rfc3339(),
+        }
+    }
+
     /// Whether `t` is working time (an opening is, a closing is not).
     pub fn is_working(&self, t: DateTime<Utc>) -> bool {
         let Some(t) = to_jiff(t) else { return false };

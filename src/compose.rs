@@ -519,6 +519,44 @@ pub fn closed_silent(cfg: &Config, case: &CaseView, to: &str, in_reply_to: Optio
     Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
 }
 
+/// A mail about a case whose body the caller wrote (embargo steps, the
+/// `#not-security` answer, reminders to publish): from security@ (`from_name`),
+/// `[SEC-n]` in the Subject, sealed when `seal` is given. `signed_only` instead
+/// signs it in clear (PGP/MIME `multipart/signed`): for what is public, like an
+/// advisory at the lift, but must be provably ours.
+#[allow(clippy::too_many_arguments)]
+pub fn note(
+    cfg: &Config,
+    case: &CaseView,
+    to: &str,
+    subject: &str,
+    body: &str,
+    in_reply_to: Option<&str>,
+    seal: Option<Seal<'_>>,
+    signed_only: Option<&TeamKeys>,
+    message_id: String,
+    now: DateTime<Utc>,
+) -> Result<Composed> {
+    let id = case_id(&cfg.mailbox.case_prefix, case.id);
+    let subject = if subject.contains(&format!("[{id}]")) { subject.to_string() } else { format!("[{id}] {subject}") };
+    let mut b = base(cfg, &cfg.mailbox.name, to, &subject, &message_id, "auto-generated", now)?.raw_header(header("X-Secmail-Case", id));
+    if let Some(parent) = in_reply_to {
+        b = b.in_reply_to(format!("<{parent}>")).references(format!("<{parent}>"));
+    }
+    let raw = match (seal, signed_only) {
+        (None, Some(team)) => {
+            let crlf = body.replace("\r\n", "\n").replace('\n', "\r\n");
+            let entity = format!("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{crlf}");
+            let (ct, signed) = crypto::sign_mime(entity.as_bytes(), team, now)?;
+            let ct = ContentType::parse(&ct).context("content type from the OpenPGP layer")?;
+            let body = Body::new_with_encoding(signed, ContentTransferEncoding::EightBit).map_err(|_| anyhow::anyhow!("signed body"))?;
+            b.header(ct).body(body)?.formatted()
+        }
+        _ => finish(b, body.to_string(), &subject, seal, now).context("building a case mail")?,
+    };
+    Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
+}
+
 /// The digest of messages held in quarantine since the last one (SPEC §5.4),
 /// to one team member. Spam subjects travelled in clear anyway; no body is shown.
 pub fn quarantine_digest(

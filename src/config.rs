@@ -74,7 +74,54 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub spam: SpamConfig,
     pub limits: LimitsConfig,
+    pub disclosure: DisclosureConfig,
 }
+
+/// `[disclosure]` (SPEC §7b): embargoes, pre-notification, the lift.
+#[derive(Debug, Clone)]
+pub struct DisclosureConfig {
+    /// The public announcement list: gets the advisory (signed, in clear) at the lift.
+    pub announce: Option<String>,
+    /// Trusted parties told ahead under embargo (`#predisclose NAME`).
+    pub lists: Vec<DisclosureList>,
+    /// Pre-notification this long before the lift.
+    pub prenotice_before: Duration,
+    /// Reminder to the handler this long before the lift.
+    pub remind_before: Duration,
+    /// The mail to a reporter whose report is not a security issue (`#not-security`).
+    pub not_security_text: String,
+    /// For machine-readable advisories (`secmail case ID advisory --cve-json|--osv-json`).
+    pub vendor: String,
+    pub product: String,
+    pub ecosystem: String,
+    pub package: String,
+    pub repository: Option<String>,
+}
+
+/// A pre-notification list (e.g. distros).
+#[derive(Debug, Clone)]
+pub struct DisclosureList {
+    pub name: String,
+    pub address: String,
+    pub key_file: PathBuf,
+    /// The longest embargo this list accepts.
+    pub max_embargo: Duration,
+}
+
+/// The built-in `#not-security` mail; `{case_id}` and `{team_address}` are filled in.
+pub const DEFAULT_NOT_SECURITY: &str = "Hello,
+
+thank you for your report {case_id}. The security team has looked at it and
+does not consider it a security vulnerability, so it is not handled as an
+undisclosed security issue. Please file it as an ordinary bug in the project's
+public issue tracker, where it can be discussed and fixed in the open.
+
+If you disagree, or have more information that shows a security impact, just
+answer this mail.
+
+-- 
+The security team <{team_address}>
+";
 
 #[derive(Debug, Clone)]
 pub struct MailboxConfig {
@@ -283,6 +330,31 @@ pub struct RawConfig {
     policy: Option<RawPolicy>,
     spam: Option<RawSpam>,
     limits: Option<RawLimits>,
+    disclosure: Option<RawDisclosure>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisclosure {
+    announce: Option<String>,
+    list: Option<Vec<RawDisclosureList>>,
+    prenotice_before: Option<String>,
+    remind_before: Option<String>,
+    not_security_template: Option<PathBuf>,
+    vendor: Option<String>,
+    product: Option<String>,
+    ecosystem: Option<String>,
+    package: Option<String>,
+    repository: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisclosureList {
+    name: Option<String>,
+    address: Option<String>,
+    key_file: Option<PathBuf>,
+    max_embargo: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -730,6 +802,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         errs.push(format!("limits.max_mime_depth: {} is too deep to parse safely (at most 1000)", limits.max_mime_depth));
     }
 
+    let disclosure = validate_disclosure(raw.disclosure.unwrap_or_default(), &mailbox.address, &abs, &mut errs);
+
     match (source, transport) {
         (Some(source), Some(transport)) if errs.is_empty() => Ok(Config {
             origin: None,
@@ -742,8 +816,62 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             policy,
             spam,
             limits,
+            disclosure,
         }),
         _ => Err(ConfigErrors(errs)),
+    }
+}
+
+fn validate_disclosure(d: RawDisclosure, mailbox: &str, abs: &dyn Fn(PathBuf) -> PathBuf, errs: &mut Vec<String>) -> DisclosureConfig {
+    let h = |n: u64| Duration::from_secs(n * 3600);
+    let mut lists: Vec<DisclosureList> = Vec::new();
+    for (i, l) in d.list.unwrap_or_default().into_iter().enumerate() {
+        let key = |f: &str| format!("disclosure.list[{i}].{f}");
+        let name = required(&key("name"), l.name, errs);
+        let address = l.address.map(|a| check_address(&key("address"), a, errs));
+        if address.is_none() {
+            errs.push(format!("{}: missing", key("address")));
+        }
+        let key_file = match l.key_file {
+            Some(p) => Some(abs(p)),
+            None => {
+                errs.push(format!("{}: missing (pre-notices go out encrypted to the list's key only)", key("key_file")));
+                None
+            }
+        };
+        let max_embargo = duration(&key("max_embargo"), l.max_embargo, h(24 * 14), errs);
+        if let (Some(name), Some(address), Some(key_file)) = (name, address, key_file) {
+            if lists.iter().any(|o| o.name.eq_ignore_ascii_case(&name)) {
+                errs.push(format!("{}: {name:?} is listed twice", key("name")));
+            }
+            lists.push(DisclosureList { name, address, key_file, max_embargo });
+        }
+    }
+    let not_security_text = match d.not_security_template {
+        Some(p) => {
+            let p = abs(p);
+            match std::fs::read_to_string(&p) {
+                Ok(t) => t,
+                Err(e) => {
+                    errs.push(format!("disclosure.not_security_template: cannot read {}: {e}", p.display()));
+                    String::new()
+                }
+            }
+        }
+        None => DEFAULT_NOT_SECURITY.to_string(),
+    };
+    let project = mailbox.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+    DisclosureConfig {
+        announce: d.announce.map(|a| check_address("disclosure.announce", a, errs)),
+        lists,
+        prenotice_before: duration("disclosure.prenotice_before", d.prenotice_before, h(72), errs),
+        remind_before: duration("disclosure.remind_before", d.remind_before, h(24), errs),
+        not_security_text,
+        vendor: d.vendor.unwrap_or_else(|| project.clone()),
+        product: d.product.clone().or_else(|| d.package.clone()).unwrap_or_else(|| project.clone()),
+        ecosystem: d.ecosystem.unwrap_or_default(),
+        package: d.package.or(d.product).unwrap_or(project),
+        repository: d.repository,
     }
 }
 

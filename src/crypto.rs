@@ -1050,6 +1050,37 @@ pub fn encrypt_and_sign_mime(
     Ok((content_type, body))
 }
 
+/// Signs an already-built MIME entity for a cleartext mail (RFC 3156 §5
+/// `multipart/signed`, detached SHA-256 signature by the team signing key): for
+/// what is public anyway (the advisory at the lift) but must be provably ours.
+/// Returns `(content_type, body)` with CRLF line ends.
+pub fn sign_mime(entity: &[u8], keys: &TeamKeys, now: DateTime<Utc>) -> anyhow::Result<(String, Vec<u8>)> {
+    let p = policy();
+    let team = keys.keys.first().context("no team key to sign with")?;
+    let signer = signing_keypair(team, &p, now)?;
+    let entity = mime::to_crlf(entity);
+    let mut sig = Vec::new();
+    {
+        let message = Message::new(&mut sig);
+        let message = Armorer::new(message).kind(openpgp::armor::Kind::Signature).build()?;
+        let mut w = Signer::new(message, signer)?
+            .creation_time(now)
+            .hash_algo(openpgp::types::HashAlgorithm::SHA256)?
+            .detached()
+            .build()?;
+        w.write_all(&entity)?;
+        w.finalize()?;
+    }
+    let b = mime::boundary_for(&entity);
+    let mut body = Vec::with_capacity(entity.len() + sig.len() + 256);
+    body.extend_from_slice(format!("--{b}\r\n").as_bytes());
+    body.extend_from_slice(&entity);
+    body.extend_from_slice(format!("\r\n--{b}\r\nContent-Type: application/pgp-signature; name=\"signature.asc\"\r\nContent-Description: OpenPGP signature\r\n\r\n").as_bytes());
+    body.extend_from_slice(&mime::to_crlf(&sig));
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    Ok((format!("multipart/signed; micalg=pgp-sha256; protocol=\"application/pgp-signature\"; boundary=\"{b}\""), body))
+}
+
 fn signing_keypair(
     team: &TeamKey,
     p: &dyn Policy,

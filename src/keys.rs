@@ -21,6 +21,8 @@ pub struct Keys {
     pub members: Vec<(String, Cert)>,
     /// `[openpgp] reporter_keyring`.
     pub reporter_keyring: Vec<Cert>,
+    /// Pre-notification lists' keys by list name (`[[disclosure.list]] key_file`).
+    pub lists: Vec<(String, Cert)>,
     /// Members' keys then the reporter keyring: what incoming signatures are
     /// checked against, gathered once instead of per message.
     verify_with: Vec<Cert>,
@@ -53,13 +55,27 @@ impl Keys {
             Some(p) => crypto::load_keyring(p).with_context(|| format!("loading reporter_keyring {}", p.display()))?,
             None => Vec::new(),
         };
-        Ok(Keys::new(team, members, reporter_keyring))
+        let mut keys = Keys::new(team, members, reporter_keyring);
+        for l in &cfg.disclosure.lists {
+            let cert = crypto::load_keyring(&l.key_file)
+                .with_context(|| format!("loading the key of disclosure list {} from {}", l.name, l.key_file.display()))?
+                .into_iter()
+                .next()
+                .with_context(|| format!("{} holds no key", l.key_file.display()))?;
+            keys.lists.push((l.name.clone(), cert));
+        }
+        Ok(keys)
+    }
+
+    /// The key of a pre-notification list.
+    pub fn list_cert(&self, name: &str) -> Option<&Cert> {
+        self.lists.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, c)| c)
     }
 
     /// Keys from loaded parts.
     pub fn new(team: Option<TeamKeys>, members: Vec<(String, Cert)>, reporter_keyring: Vec<Cert>) -> Keys {
         let verify_with = members.iter().map(|(_, c)| c.clone()).chain(reporter_keyring.iter().cloned()).collect();
-        Keys { team, members, reporter_keyring, verify_with }
+        Keys { team, members, reporter_keyring, lists: Vec::new(), verify_with }
     }
 
     /// The public key of a team member, if configured.

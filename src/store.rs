@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// The append-only migration ladder: entry `i` takes the schema from version `i`
 /// to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql"), include_str!("tables_v3.sql"), include_str!("tables_v4.sql"), include_str!("tables_v5.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("tables.sql"), include_str!("tables_v2.sql"), include_str!("tables_v3.sql"), include_str!("tables_v4.sql"), include_str!("tables_v5.sql"), include_str!("tables_v6.sql")];
 
 /// How long a writer waits for a lock held by another process (the CLI) before
 /// failing.
@@ -749,6 +749,11 @@ pub enum CaseField {
     Cve,
     EmbargoUntil,
     DuplicateOf,
+    Affected,
+    FixedIn,
+    Advisory,
+    Predisclose,
+    DisclosedAt,
 }
 
 impl CaseField {
@@ -760,6 +765,11 @@ impl CaseField {
             CaseField::Cve => "cve",
             CaseField::EmbargoUntil => "embargo_until",
             CaseField::DuplicateOf => "duplicate_of",
+            CaseField::Affected => "affected",
+            CaseField::FixedIn => "fixed_in",
+            CaseField::Advisory => "advisory",
+            CaseField::Predisclose => "predisclose",
+            CaseField::DisclosedAt => "disclosed_at",
         }
     }
 }
@@ -798,14 +808,33 @@ pub struct CaseExtra {
     pub embargo_until: Option<String>,
     pub duplicate_of: Option<i64>,
     pub reporter_key_fpr: Option<String>,
+    pub affected: Option<String>,
+    pub fixed_in: Option<String>,
+    pub advisory: Option<String>,
+    /// Pre-notification lists chosen (`#predisclose`).
+    pub predisclose: Vec<String>,
+    pub disclosed_at: Option<String>,
 }
 
 pub fn case_extra(c: &Connection, case_id: i64) -> Result<CaseExtra> {
     Ok(c
         .query_row(
-            "SELECT cve, embargo_until, duplicate_of, reporter_key_fpr FROM cases WHERE id = ?1",
+            "SELECT cve, embargo_until, duplicate_of, reporter_key_fpr, affected, fixed_in, advisory, predisclose, disclosed_at FROM cases WHERE id = ?1",
             [case_id],
-            |r| Ok(CaseExtra { cve: r.get(0)?, embargo_until: r.get(1)?, duplicate_of: r.get(2)?, reporter_key_fpr: r.get(3)? }),
+            |r| {
+                let lists: Option<String> = r.get(7)?;
+                Ok(CaseExtra {
+                    cve: r.get(0)?,
+                    embargo_until: r.get(1)?,
+                    duplicate_of: r.get(2)?,
+                    reporter_key_fpr: r.get(3)?,
+                    affected: r.get(4)?,
+                    fixed_in: r.get(5)?,
+                    advisory: r.get(6)?,
+                    predisclose: lists.and_then(|l| serde_json::from_str(&l).ok()).unwrap_or_default(),
+                    disclosed_at: r.get(8)?,
+                })
+            },
         )
         .optional()?
         .unwrap_or_default())

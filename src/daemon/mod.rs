@@ -12,6 +12,7 @@
 //! transport), plus sd_notify readiness and watchdog pings.
 
 mod digest;
+mod disclose;
 mod intake;
 mod outbox;
 mod perform;

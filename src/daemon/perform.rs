@@ -349,6 +349,28 @@ impl<'a> Perform<'a> {
         }
     }
 
+    /// The case the actions are about (for checks before anything is stored).
+    fn case_hint(&self, actions: &[Action]) -> i64 {
+        actions.iter().find_map(|a| if let Action::Append { case_id, .. } = a { Some(*case_id) } else { None }).unwrap_or(0)
+    }
+
+    /// The advisory of an `#advisory` mail: the text below the command, or an
+    /// attached text file.
+    fn advisory_text(&self) -> Option<String> {
+        let Some(TeamStatus::Verified { mail: Ok(m), .. }) = self.team else { return None };
+        if let Some(t) = m.advisory.as_deref().filter(|t| !t.trim().is_empty()) {
+            return Some(t.to_string());
+        }
+        let entity: &[u8] = match &self.seen.reading {
+            Reading::Decrypted { inner, .. } => inner,
+            _ => self.raw,
+        };
+        crate::mail::attachments(entity)
+            .into_iter()
+            .find(|a| a.content_type.starts_with("text/"))
+            .map(|a| String::from_utf8_lossy(&a.data).into_owned())
+    }
+
     /// Who did it, for events: the member and the key.
     fn actor(&self) -> Result<String> {
         let s = self.signer()?;
@@ -362,7 +384,9 @@ impl<'a> Perform<'a> {
         let mut problem = None;
         for a in actions {
             let Action::Apply(cmd) = a else { continue };
-            let why = super::steer::check(self.c, &self.p.cfg.mailbox.case_prefix, cmd)?;
+            let all: Vec<Command> = actions.iter().filter_map(|a| if let Action::Apply(c) = a { Some(c.clone()) } else { None }).collect();
+            let case = self.case_hint(actions);
+            let why = super::steer::check(self.c, &self.p.cfg, case, cmd, &all, self.now)?;
             if why.is_some() {
                 problem = why;
                 break;
@@ -393,7 +417,8 @@ impl<'a> Perform<'a> {
     fn apply(&mut self, cmd: &Command) -> Result<()> {
         let id = self.case.context("a command without a case")?;
         let actor = self.actor()?;
-        let kind = super::steer::apply(self.p, self.c, id, cmd, &actor, self.now)?;
+        let advisory = self.advisory_text();
+        let kind = super::steer::apply(self.p, self.c, id, cmd, &actor, self.now, advisory.as_deref())?;
         self.summary.push(format!("{kind} applied"));
         Ok(())
     }

@@ -16,10 +16,48 @@ use crate::compose::{self, Attachment, Seal};
 use crate::deadline;
 use crate::store::{self, CaseField as F};
 
-/// What only the store can refuse (the case or quarantined message a command
-/// names must exist): `Some(why)` refuses the command, and with it its mail.
-pub(crate) fn check(c: &Connection, prefix: &str, cmd: &Command) -> Result<Option<String>> {
+/// What only the store and the config can refuse (the case or quarantined
+/// message a command names must exist; a pre-notification list must be
+/// configured; an embargo must fit every chosen list's `max_embargo` and leave
+/// time for the pre-notice): `Some(why)` refuses the command, and with it its
+/// mail. `all` is every command of the same mail.
+pub(crate) fn check(c: &Connection, cfg: &crate::config::Config, case: i64, cmd: &Command, all: &[Command], now: DateTime<Utc>) -> Result<Option<String>> {
+    let prefix = &cfg.mailbox.case_prefix;
+    let d = &cfg.disclosure;
+    let chosen = || -> Result<Vec<String>> {
+        let mut lists = store::case_extra(c, case)?.predisclose;
+        for other in all {
+            if let Command::Predisclose(l) = other {
+                lists.extend(list_names(l));
+            }
+        }
+        Ok(lists)
+    };
     Ok(match cmd {
+        Command::Predisclose(l) => list_names(l)
+            .into_iter()
+            .find(|n| !d.lists.iter().any(|x| x.name.eq_ignore_ascii_case(n)))
+            .map(|n| format!("#predisclose {n}: no such list (configured: {})", d.lists.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", "))),
+        Command::Embargo(at) => {
+            let mut why = None;
+            for name in chosen()? {
+                let Some(list) = d.lists.iter().find(|x| x.name.eq_ignore_ascii_case(&name)) else { continue };
+                let max = chrono::Duration::from_std(list.max_embargo).unwrap_or(chrono::Duration::MAX);
+                let pre = chrono::Duration::from_std(d.prenotice_before).unwrap_or_default();
+                if *at - now > max {
+                    why = Some(format!("#embargo {}: longer than {}'s max_embargo ({})", at.to_rfc3339(), list.name, humantime::format_duration(list.max_embargo)));
+                } else if *at - pre < now {
+                    why = Some(format!(
+                        "#embargo {}: {} must be pre-notified {} before the lift, which is already past",
+                        at.to_rfc3339(),
+                        list.name,
+                        humantime::format_duration(d.prenotice_before)
+                    ));
+                }
+            }
+            why
+        }
+        Command::Duplicate(n) if store::get_case(c, *n)?.is_none() => Some(format!("#duplicate {}: no such case", case_id(prefix, *n))),
         Command::Duplicate(n) if store::get_case(c, *n)?.is_none() => Some(format!("#duplicate {}: no such case", case_id(prefix, *n))),
         Command::Release(q) => match store::get_quarantine(c, *q)? {
             None => Some(format!("#release Q{q}: no such quarantined message")),
@@ -30,8 +68,14 @@ pub(crate) fn check(c: &Connection, prefix: &str, cmd: &Command) -> Result<Optio
     })
 }
 
+/// `distros, oss-security` or `distros oss-security`.
+fn list_names(l: &str) -> Vec<String> {
+    l.split([',', ' ']).map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()
+}
+
 /// Apply one validated command to case `id`; returns the event kind recorded.
-pub(crate) fn apply(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, actor: &str, now: DateTime<Utc>) -> Result<&'static str> {
+/// `advisory` is the text of an `#advisory` (the rest of the mail, or a file).
+pub(crate) fn apply(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, actor: &str, now: DateTime<Utc>, advisory: Option<&str>) -> Result<&'static str> {
     let prefix = &p.cfg.mailbox.case_prefix;
     let (kind, detail) = match cmd {
         Command::Comment(text) => ("comment", format!("internal comment{}", text.as_deref().map(|t| format!(": {t}")).unwrap_or_default())),
@@ -53,22 +97,57 @@ pub(crate) fn apply(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, actor:
             ("duplicate", format!("duplicate of {}; state {from} -> {to}", case_id(prefix, *n)))
         }
         Command::Embargo(at) => {
-            store::set_case_field(c, id, F::EmbargoUntil, Some(&at.to_rfc3339()))?;
+            store::set_case_field(c, id, F::EmbargoUntil, Some(&store::ts(*at)))?;
             let (from, to) = change_state(p, c, id, cmd, now)?;
-            ("embargo", format!("embargo until {}; state {from} -> {to}", at.to_rfc3339()))
+            super::disclose::schedule(c, &p.cfg, id, *at)?;
+            ("embargo", format!("embargo until {}; state {from} -> {to}", super::disclose::when(&p.cfg, *at)))
         }
         Command::Release(q) => {
             let out = p.release_in(c, *q, actor)?;
             ("released", format!("Q{q} released: {}", out.summary))
         }
-        Command::State(_) | Command::Close | Command::Reopen | Command::NotSecurity | Command::Publish => {
+        Command::State(_) | Command::Close | Command::Reopen => {
             let (from, to) = change_state(p, c, id, cmd, now)?;
             ("state", format!("state {from} -> {to}"))
         }
-        Command::Affected(v) => ("affected", format!("affected versions: {v}")),
-        Command::FixedIn(v) => ("fixed-in", format!("fixed in: {v}")),
-        Command::Predisclose(l) => ("predisclose", format!("pre-disclosure to: {l}")),
-        Command::Advisory => ("advisory", "advisory text received".to_string()),
+        Command::NotSecurity => {
+            let (from, to) = change_state(p, c, id, cmd, now)?;
+            super::disclose::not_security(p, c, id, now)?;
+            ("state", format!("state {from} -> {to}; the reporter was told where to file a public bug"))
+        }
+        Command::Publish => {
+            let (from, to) = change_state(p, c, id, cmd, now)?;
+            super::disclose::schedule_publish(c, id, now)?;
+            ("publish", format!("published now: state {from} -> {to}; the advisory goes out"))
+        }
+        Command::Affected(v) => {
+            store::set_case_field(c, id, F::Affected, Some(v))?;
+            ("affected", format!("affected versions: {v}"))
+        }
+        Command::FixedIn(v) => {
+            store::set_case_field(c, id, F::FixedIn, Some(v))?;
+            ("fixed-in", format!("fixed in: {v}"))
+        }
+        Command::Predisclose(l) => {
+            let mut lists = store::case_extra(c, id)?.predisclose;
+            for n in list_names(l) {
+                let name = p.cfg.disclosure.lists.iter().find(|x| x.name.eq_ignore_ascii_case(&n)).map(|x| x.name.clone()).unwrap_or(n);
+                if !lists.contains(&name) {
+                    lists.push(name);
+                }
+            }
+            store::set_case_field(c, id, F::Predisclose, Some(&serde_json::to_string(&lists)?))?;
+            // An embargo already set: the new lists get their pre-notice.
+            if let Some(e) = store::case_extra(c, id)?.embargo_until {
+                super::disclose::schedule(c, &p.cfg, id, store::parse_ts(&e)?)?;
+            }
+            ("predisclose", format!("pre-notification to: {}", lists.join(", ")))
+        }
+        Command::Advisory => {
+            let text = advisory.map(str::trim).filter(|t| !t.is_empty()).context("#advisory without text (write it below the command, or attach a text file)")?;
+            store::set_case_field(c, id, F::Advisory, Some(text))?;
+            ("advisory", format!("advisory text set ({} characters)", text.chars().count()))
+        }
     };
     store::add_event(c, id, now, kind, Some(actor), &detail)?;
     Ok(kind)
@@ -155,7 +234,7 @@ impl Pipeline {
     /// `secmail case ID <command> ...` on the host: the same command a signed
     /// team mail carries, validated the same way, applied in one transaction.
     /// `by` names the operator (for the record).
-    pub fn steer(&self, conn: &mut Connection, id: i64, word: &str, args: &str, by: &str) -> Result<String> {
+    pub fn steer(&self, conn: &mut Connection, id: i64, word: &str, args: &str, by: &str, advisory: Option<&str>) -> Result<String> {
         let now = self.clock_now();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row = store::get_case(&tx, id)?.with_context(|| format!("no case {}", case_id(&self.cfg.mailbox.case_prefix, id)))?;
@@ -164,10 +243,10 @@ impl Pipeline {
         let cmd = crate::commands::parse_args(word, args, &ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
         let current: State = row.state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         crate::commands::state_after(current, std::slice::from_ref(&cmd)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Some(why) = check(&tx, &self.cfg.mailbox.case_prefix, &cmd)? {
+        if let Some(why) = check(&tx, &self.cfg, id, &cmd, std::slice::from_ref(&cmd), now)? {
             anyhow::bail!("{why}");
         }
-        let kind = apply(self, &tx, id, &cmd, by, now)?;
+        let kind = apply(self, &tx, id, &cmd, by, now, advisory)?;
         tx.commit()?;
         self.wake_outbox();
         Ok(format!("{kind} applied to {}", case_id(&self.cfg.mailbox.case_prefix, id)))

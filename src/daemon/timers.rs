@@ -118,6 +118,9 @@ fn run_job(p: &Pipeline, c: &Connection, job: &JobRow, now: DateTime<Utc>) -> Re
     if job.kind == CLOSE_IF_SILENT {
         return close_if_silent(p, c, job, &case, now);
     }
+    if [super::disclose::PRENOTICE, super::disclose::EMBARGO_REMIND, super::disclose::LIFT].contains(&job.kind.as_str()) {
+        return super::disclose::run(p, c, job, &case, now);
+    }
     let Some(dl_id) = job.deadline_id else { return Ok("no deadline; nothing to do".into()) };
     let Some(dl) = store::deadline_by_id(c, dl_id)? else { return Ok("deadline gone; nothing to do".into()) };
     if dl.met_at.is_some() {
@@ -331,7 +334,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (p, clock, store) = setup(d.path());
         store.call_sync(|c| p.process(c, REPORT)).unwrap();
-        store.call_sync(|c| p.steer(c, 1, "close", "", "test")).unwrap();
+        store.call_sync(|c| p.steer(c, 1, "close", "", "test", None)).unwrap();
         tick(&p, &clock, 1000).await;
         assert!(queued(&store).is_empty(), "a closed case has no deadlines");
     }
@@ -342,14 +345,14 @@ mod tests {
         let (p, clock, store) = setup(d.path());
         let silent = p.cfg.policy.close_if_silent.as_secs();
         store.call_sync(|c| p.process(c, REPORT)).unwrap();
-        store.call_sync(|c| p.steer(c, 1, "state", "waiting-on-reporter", "test")).unwrap();
+        store.call_sync(|c| p.steer(c, 1, "state", "waiting-on-reporter", "test", None)).unwrap();
         // The reporter answers: the case goes back to triaged, nothing closes.
         clock.advance(Duration::from_secs(10));
         let answer = b"From: r@example.org\r\nSubject: Re: [SEC-1] XSS\r\nMessage-ID: <t2@example.org>\r\nIn-Reply-To: <t1@example.org>\r\n\r\nhere it is\r\n";
         store.call_sync(|c| p.process(c, answer)).unwrap();
         assert_eq!(store.call_sync(|c| store::get_case(c, 1)).unwrap().unwrap().state, "triaged");
         // Asked again, and silence this time: closed politely.
-        store.call_sync(|c| p.steer(c, 1, "state", "waiting-on-reporter", "test")).unwrap();
+        store.call_sync(|c| p.steer(c, 1, "state", "waiting-on-reporter", "test", None)).unwrap();
         tick(&p, &clock, silent + 1).await;
         let row = store.call_sync(|c| store::get_case(c, 1)).unwrap().unwrap();
         assert_eq!(row.state, "closed");
