@@ -69,6 +69,9 @@ pub(crate) fn run(p: &Pipeline, c: &Connection, job: &JobRow, case: &store::Case
     if extra.disclosed_at.is_some() {
         return Ok("already disclosed; nothing to do".into());
     }
+    if !publish && case.state != "embargoed" {
+        return Ok(format!("the case is {}, not embargoed; nothing to do", case.state));
+    }
     match job.kind.as_str() {
         PRENOTICE => prenotice(p, c, case, &extra, parts.get(2).copied().unwrap_or(""), now),
         EMBARGO_REMIND => embargo_reminder(p, c, case, &extra, now),

@@ -164,6 +164,11 @@ fn change_state(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, now: DateT
         // The update clock pauses; silence closes the case (SPEC §7).
         super::timers::schedule_silence(c, &p.cfg, id, now)?;
     }
+    if current == State::Embargoed && !matches!(next, State::Embargoed | State::Disclosed) {
+        // The embargo is cancelled: its pre-notice, reminder and lift do nothing.
+        store::set_case_field(c, id, F::EmbargoUntil, None)?;
+        store::add_event(c, id, now, "embargo", Some("secmail"), &format!("embargo cancelled (state {next})"))?;
+    }
     if current.is_terminal() && !next.is_terminal() {
         // Reopened: the update clock starts again.
         let (kind, due) = deadline::on_response(&p.cfg.policy, now);

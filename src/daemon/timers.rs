@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use tokio::sync::Notify;
@@ -93,13 +93,29 @@ pub async fn run_due(p: &Arc<Pipeline>, now: DateTime<Utc>) -> Result<(usize, Op
             .call(move |c| {
                 let jobs = store::due_jobs(c, now, BATCH)?;
                 let n = jobs.len();
+                // One transaction (one sync) per batch; each job in a savepoint
+                // of its own, so a job that fails is recorded as failed (with
+                // the reason) instead of being retried for ever, and takes
+                // nothing else with it.
+                let mut tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 for job in jobs {
-                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    let outcome = run_job(&me, &tx, &job, now).with_context(|| format!("job {} ({})", job.decision, job.kind))?;
+                    let sp = tx.savepoint()?;
+                    let outcome = match run_job(&me, &sp, &job, now) {
+                        Ok(outcome) => {
+                            sp.commit()?;
+                            outcome
+                        }
+                        Err(e) => {
+                            drop(sp);
+                            let why = format!("failed: {e:#}");
+                            tracing::error!(job = %job.decision, "timer: {why}");
+                            why
+                        }
+                    };
                     store::job_done(&tx, job.id, now, &outcome)?;
-                    tx.commit()?;
                     tracing::info!(case = %case_id(&me.cfg.mailbox.case_prefix, job.case_id), job = %job.decision, "timer: {outcome}");
                 }
+                tx.commit()?;
                 Ok((n, n == BATCH))
             })
             .await?;
