@@ -177,12 +177,7 @@ fn open_sealed(gpg: &Gpg, raw: &[u8]) -> (String, Option<String>) {
     let start = text.find("-----BEGIN PGP MESSAGE-----").expect("an encrypted mail");
     let end = text.find("-----END PGP MESSAGE-----").unwrap() + "-----END PGP MESSAGE-----".len();
     let (plain, verified) = gpg.decrypt(text[start..end].replace("\r\n", "\n").as_bytes());
-    // gpg's status lines when it wrote them, else its own words.
-    let signer = verified.good_by().or_else(|| {
-        let good = verified.stderr.contains("Good signature from");
-        let fpr = verified.stderr.lines().find_map(|l| l.split_once("using ").and_then(|(_, r)| r.split_whitespace().last()).map(str::to_string));
-        fpr.filter(|_| good)
-    });
+    let signer = verified.good_by();
     (String::from_utf8_lossy(&plain).to_string(), signer)
 }
 

@@ -164,6 +164,13 @@ impl Verified {
     /// Fingerprint of the good signature's primary key if gpg says `GOODSIG`
     /// (key neither expired nor revoked) and `VALIDSIG`.
     pub fn good_by(&self) -> Option<String> {
+        if self.status.trim().is_empty() {
+            // Some gpg runs leave the status file empty (seen under the
+            // multi-threaded test runtime): read gpg's own words instead.
+            let good = self.stderr.lines().any(|l| l.contains("Good signature from") && !l.contains("[expired]") && !l.contains("[revoked]"));
+            let fpr = self.stderr.lines().find_map(|l| l.split_once("using ").and_then(|(_, r)| r.split_whitespace().last()).map(str::to_string));
+            return fpr.filter(|_| good);
+        }
         if self.has("GOODSIG") { self.valid_sig_primary() } else { None }
     }
 
