@@ -23,10 +23,12 @@
 //! - [`deadline`]: when promises fall due.
 //! - [`calendar`]: business calendars (time zone, days, hours, holidays).
 //! - [`compose`]: the outgoing messages (ack, team notification).
+//! - [`advisory`]: CVE JSON 5 and OSV records from what a case recorded.
 //! - [`spam`]: subject heuristics and upstream spam signals.
 //! - [`crypto`]: OpenPGP over bytes and keys.
 //! - [`clock`]: time as an input.
 
+pub mod advisory;
 pub mod calendar;
 pub mod case;
 pub mod cli;
