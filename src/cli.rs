@@ -66,6 +66,11 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<CaseAction>,
     },
+    /// Health for monitoring: exit 0 healthy, 1 degraded, 2 down (Nagios convention).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a consistent online copy of the database to PATH.
     Backup { path: PathBuf },
     /// What the spam filter held back.
@@ -170,6 +175,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Case { id, json, action: None } => show_case(&cfg, &*clock, &id, json),
         Command::Case { id, action: Some(a), .. } => steer_case(cfg, clock, &id, &a),
         Command::Quarantine { json } => quarantine(&cfg, json),
+        Command::Status { json } => status(&cfg, &*clock, json),
         Command::Release { qid } => release(cfg, clock, &qid),
         Command::Backup { path } => {
             daemon::open_store(&cfg)?.backup(&path)?;
@@ -641,6 +647,132 @@ fn quarantine(cfg: &Config, as_json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long the mail source may be down before `status` says "down" (2)
+/// rather than "degraded" (1).
+const SOURCE_DOWN_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+/// A heartbeat older than this means the daemon does not run.
+const HEARTBEAT_STALE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// `secmail status`: what the daemon recorded, the outbox, the deadlines and
+/// the keys, judged: 0 healthy, 1 degraded, 2 down; one line per finding.
+fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> Result<ExitCode> {
+    let now = clock.now();
+    let store = daemon::open_store(cfg)?;
+    let (health, (oldest, acks), stale_acks, failed, (next, lapsed)) = store.call_sync(|c| {
+        let ack_within = chrono::Duration::from_std(cfg.policy.ack_within).unwrap_or(chrono::Duration::MAX);
+        Ok((
+            daemon::health::read(c)?,
+            store::outbox_oldest(c)?,
+            store::acks_waiting_since(c, now - ack_within)?,
+            store::outbox_failed_since(c, now - chrono::Duration::hours(24))?,
+            store::next_deadline(c, now)?,
+        ))
+    })?;
+    let waiting = store.call_sync(|c| store::outbox_waiting(c))?;
+    let mut level = 0u8;
+    let mut findings: Vec<String> = Vec::new();
+    let mut flag = |l: u8, what: String| {
+        level = level.max(l);
+        findings.push(what);
+    };
+    let daemon_json = match &health {
+        None => {
+            flag(2, "daemon: has never run on this database".into());
+            json!({"running": false})
+        }
+        Some(h) if h.stopped => {
+            flag(2, format!("daemon: stopped at {} (pid {})", rfc3339(h.at), h.pid));
+            json!({"running": false, "stopped_at": rfc3339(h.at), "pid": h.pid})
+        }
+        Some(h) if now - h.at > HEARTBEAT_STALE => {
+            flag(2, format!("daemon: not running (last heartbeat {}, pid {})", rfc3339(h.at), h.pid));
+            json!({"running": false, "last_heartbeat": rfc3339(h.at), "pid": h.pid})
+        }
+        Some(h) => {
+            let since = now - h.source_since;
+            match h.source_state.as_str() {
+                "down" if since > SOURCE_DOWN_AFTER => flag(2, format!("source: {} for {}", h.source_detail, human_secs(since))),
+                "down" | "config-error" => flag(1, format!("source: {} for {}", h.source_detail, human_secs(since))),
+                _ => {}
+            }
+            json!({
+                "running": true,
+                "pid": h.pid,
+                "started_at": rfc3339(h.started_at),
+                "last_heartbeat": rfc3339(h.at),
+                "source": {"state": h.source_state, "detail": h.source_detail, "since": rfc3339(h.source_since), "last_progress": rfc3339(h.source_progress_at)},
+            })
+        }
+    };
+    if stale_acks > 0 {
+        flag(1, format!("outbox: {stale_acks} ack(s) still queued after policy.ack_within"));
+    }
+    if failed > 0 {
+        flag(1, format!("outbox: {failed} mail(s) refused for good by the SMTP server in the last 24 hours (see secmail case)"));
+    }
+    let mut keys_json = Vec::new();
+    match Keys::load(cfg) {
+        Ok(k) => {
+            let mut check = |who: String, expires: Option<DateTime<Utc>>| {
+                if let Some(e) = expires {
+                    if e <= now {
+                        flag(1, format!("key: {who} expired {}", rfc3339(e)));
+                    } else if e - now < chrono::Duration::days(30) {
+                        flag(1, format!("key: {who} expires {} (within 30 days)", rfc3339(e)));
+                    }
+                }
+                keys_json.push(json!({"key": who, "expires": opt(expires)}));
+            };
+            if let Some(t) = &k.team {
+                for i in t.info(now) {
+                    check(format!("team key {}", i.fingerprint), i.expires);
+                }
+            }
+            for (addr, cert) in &k.members {
+                check(format!("member {addr} key {}", cert.fingerprint()), crate::crypto::cert_expiry(cert, now));
+            }
+        }
+        Err(e) => flag(1, format!("keys: cannot be loaded: {e:#}")),
+    }
+    let word = ["healthy", "degraded", "down"][level as usize];
+    let v = json!({
+        "status": word,
+        "exit": level,
+        "daemon": daemon_json,
+        "outbox": {"waiting": waiting, "acks_waiting": acks, "oldest": oldest.as_ref().map(|(t, k)| json!({"queued_at": rfc3339(*t), "kind": k})), "failed_last_24h": failed},
+        "next_deadline": next.as_ref().map(|(id, kind, due)| json!({"case": case_id(&cfg.mailbox.case_prefix, *id), "kind": kind, "due": rfc3339(*due)})),
+        "lapsed_deadlines": lapsed,
+        "canary": "not available in this version",
+        "keys": keys_json,
+        "findings": findings,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("secmail: {}", v["status"].as_str().unwrap_or(""));
+        match &health {
+            Some(h) if v["daemon"]["running"] == true => println!("daemon: running (pid {}), source {} since {}", h.pid, h.source_detail, rfc3339(h.source_since)),
+            _ => {}
+        }
+        println!(
+            "outbox: {waiting} waiting{}",
+            oldest.map(|(t, k)| format!(", oldest {k} queued {}", rfc3339(t))).unwrap_or_default()
+        );
+        match next {
+            Some((id, kind, due)) => println!("next deadline: {} {kind} due {}{}", case_id(&cfg.mailbox.case_prefix, id), rfc3339(due), if lapsed > 0 { format!("; {lapsed} lapsed") } else { String::new() }),
+            None => println!("next deadline: none"),
+        }
+        for f in v["findings"].as_array().into_iter().flatten() {
+            println!("problem: {}", f.as_str().unwrap_or(""));
+        }
+    }
+    Ok(ExitCode::from(level))
+}
+
+fn human_secs(d: chrono::Duration) -> String {
+    crate::deadline::human_approx(d.to_std().unwrap_or_default())
 }
 
 /// Who runs the CLI, for the record (`cli:alice`).

@@ -311,6 +311,12 @@ fn key_info(cert: &Cert, signing: bool, now: DateTime<Utc>) -> KeyInfo {
     }
 }
 
+/// When a certificate's primary key expires (under the standard policy at `now`), if ever.
+pub fn cert_expiry(cert: &Cert, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let p = policy();
+    cert.with_policy(&p, sys(now)).ok()?.primary_key().key_expiration_time().map(DateTime::<Utc>::from)
+}
+
 /// A certificate from bytes (binary or armored OpenPGP).
 pub fn cert_from_bytes(bytes: &[u8]) -> anyhow::Result<Cert> {
     Cert::from_bytes(bytes)

@@ -609,6 +609,51 @@ pub fn outbox_waiting(c: &Connection) -> Result<i64> {
     Ok(c.query_row("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL", [], |r| r.get(0))?)
 }
 
+/// The oldest mail still waiting: (created, kind), and how many acks wait.
+pub fn outbox_oldest(c: &Connection) -> Result<(Option<(DateTime<Utc>, String)>, i64)> {
+    let oldest = c
+        .query_row(
+            "SELECT created_at, kind FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY created_at LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .optional()?;
+    let acks: i64 = c.query_row("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND kind = 'ack'", [], |r| r.get(0))?;
+    Ok((oldest.map(|(t, k)| Ok::<_, anyhow::Error>((parse_ts(&t)?, k))).transpose()?, acks))
+}
+
+/// Acks still waiting that were queued before `before`.
+pub fn acks_waiting_since(c: &Connection, before: DateTime<Utc>) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL AND kind = 'ack' AND created_at < ?1",
+        [ts(before)],
+        |r| r.get(0),
+    )?)
+}
+
+/// Mails refused for good since `since`.
+pub fn outbox_failed_since(c: &Connection, since: DateTime<Utc>) -> Result<i64> {
+    Ok(c.query_row("SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL AND failed_at >= ?1", [ts(since)], |r| r.get(0))?)
+}
+
+/// The next open deadline of a case that is not closed, and how many are lapsed at `now`.
+pub fn next_deadline(c: &Connection, now: DateTime<Utc>) -> Result<(Option<(i64, String, DateTime<Utc>)>, i64)> {
+    const OPEN: &str = "d.met_at IS NULL AND c.state NOT IN ('closed', 'disclosed', 'not-security', 'duplicate')";
+    let next = c
+        .query_row(
+            &format!("SELECT d.case_id, d.kind, d.due_at FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE {OPEN} ORDER BY d.due_at LIMIT 1"),
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+        )
+        .optional()?;
+    let lapsed: i64 = c.query_row(
+        &format!("SELECT count(*) FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE {OPEN} AND d.due_at < ?1"),
+        [ts(now)],
+        |r| r.get(0),
+    )?;
+    Ok((next.map(|(id, k, t)| Ok::<_, anyhow::Error>((id, k, parse_ts(&t)?))).transpose()?, lapsed))
+}
+
 pub fn outbox_next_due(c: &Connection) -> Result<Option<DateTime<Utc>>> {
     let s: Option<String> = c.query_row(
         "SELECT min(next_attempt_at) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",

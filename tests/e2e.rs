@@ -427,3 +427,47 @@ async fn sighup_refuses_a_bad_new_config_and_keeps_running() {
     d.wait_for_log("is valid; the running daemon keeps its config", Duration::from_secs(10)).await;
     assert!(d.stop().success());
 }
+
+/// `secmail status` for monitoring: 2 before the daemon ever ran and after it
+/// stopped, 0 while it runs and reads mail, 1 when the server refuses the
+/// configured folder (a configuration error, not an outage).
+#[tokio::test(flavor = "multi_thread")]
+async fn status_tells_monitoring_the_truth() {
+    let code = |cfg: &std::path::Path| -> (i32, Value) {
+        let out = secmail(cfg, &["status", "--json"]);
+        (out.status.code().unwrap_or(-1), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+    };
+    let w = world("status", Mode::IdleStarttls);
+    let (c, v) = code(&w.config);
+    assert_eq!(c, 2, "never ran: {v:#}");
+    let mut d = Daemon::start(&w.config);
+    // The heartbeat comes every 10 s; the first one says "starting".
+    let v = wait_for("status healthy and idling", ACK_TIMEOUT, || async {
+        let (c, v) = code(&w.config);
+        (c == 0 && v["daemon"]["source"]["state"] == "idle").then_some(v)
+    })
+    .await;
+    assert_eq!(v["status"], "healthy", "{v:#}");
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Status check", "st1@example.test", "", "x")).await;
+    wait_for_mail(&w.reporter, 1, "the ack").await;
+    let (_, v) = code(&w.config);
+    assert_eq!(v["next_deadline"]["case"], "SEC-1", "{v:#}");
+    d.stop();
+    let (c, v) = code(&w.config);
+    assert_eq!(c, 2, "stopped: {v:#}");
+    assert!(v["findings"][0].as_str().unwrap().contains("stopped"), "{v:#}");
+
+    // A folder the server refuses: degraded, with the reason.
+    let w = world("status-folder", Mode::IdleStarttls);
+    let text = std::fs::read_to_string(&w.config).unwrap().replace("poll_interval = \"1s\"", "poll_interval = \"1s\"\nfolder = \"no-such-folder\"");
+    std::fs::write(&w.config, text).unwrap();
+    let mut d = Daemon::start(&w.config);
+    d.wait_for_log("configuration error", ACK_TIMEOUT).await;
+    let v = wait_for("status degraded", ACK_TIMEOUT, || async {
+        let (c, v) = code(&w.config);
+        (c == 1).then_some(v)
+    })
+    .await;
+    assert_eq!(v["daemon"]["source"]["state"], "config-error", "{v:#}");
+    d.stop();
+}

@@ -13,6 +13,7 @@
 
 mod digest;
 mod disclose;
+pub mod health;
 mod intake;
 mod outbox;
 mod perform;
@@ -92,6 +93,8 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
         }
         res
     });
+
+    tracker.spawn(health::health_loop(store.clone(), clock.clone(), progress.clone(), shutdown.clone()));
 
     let watchdog = watchdog_interval();
     tracing::info!(config = ?cfg.origin, "secmail running");

@@ -355,6 +355,7 @@ pub async fn run_without(
                 }
                 None => {
                     outage = Some((Instant::now(), 1));
+                    progress.set_state(source::SourceState::Down(format!("{err:#}")));
                     if let Some(ImapError::Auth { .. }) = err.downcast_ref::<ImapError>() {
                         warn!("IMAP: authentication failed: {err:#}; retrying with backoff (1 s doubling to 64 s) until it works");
                     } else {
@@ -592,8 +593,10 @@ async fn watch(
     let idle_period = idle_period(cfg.poll_interval);
     let use_idle = cfg.idle && caps.idle;
     if use_idle {
+        ctx.progress.set_state(source::SourceState::Idle);
         info!(folder = %cfg.folder, "IMAP: waiting for new mail with IDLE (re-issued every {idle_period:?})");
     } else {
+        ctx.progress.set_state(source::SourceState::Polling(cfg.poll_interval));
         let why = if cfg.idle {
             "the server does not offer IDLE"
         } else {
@@ -682,6 +685,7 @@ async fn prepare_targets(
             Ok(Filing::Folders)
         }
         Err(e) if e.is_refusal() || e.is_folder_problem() => {
+            ctx.progress.set_state(source::SourceState::ConfigError(format!("{e}; messages are marked in place")));
             if trouble.targets.is_none() {
                 trouble.targets = Some(Instant::now());
                 warn!(
@@ -700,6 +704,7 @@ async fn prepare_targets(
 /// The source folder is refused: one warning per episode.
 fn source_trouble(ctx: &Ctx<'_>, e: &ImapError) {
     let mut trouble = ctx.trouble.lock().unwrap_or_else(|p| p.into_inner());
+    ctx.progress.set_state(source::SourceState::ConfigError(e.to_string()));
     if trouble.source.is_none() {
         trouble.source = Some(Instant::now());
         warn!(

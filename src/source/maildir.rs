@@ -61,9 +61,11 @@ pub async fn run(cfg: MaildirConfig, handler: Handler, shutdown: CancellationTok
         let wait = match result {
             Ok(()) => {
                 backoff = BACKOFF_START;
+                progress.set_state(crate::source::SourceState::Polling(cfg.poll_interval));
                 cfg.poll_interval
             }
             Err(err) => {
+                progress.set_state(crate::source::SourceState::Down(format!("{err:#}")));
                 tracing::warn!("maildir cycle failed: {err:#}; retrying in {backoff:?}");
                 let w = backoff;
                 backoff = next_backoff(backoff);

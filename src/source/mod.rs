@@ -48,11 +48,54 @@ pub struct Progress {
     base: Instant,
     /// Milliseconds after `base` of the last tick.
     last: Arc<AtomicU64>,
+    /// What the source is doing, and since when (for `secmail status`).
+    state: Arc<std::sync::Mutex<(SourceState, Instant)>>,
+}
+
+/// What a source is doing, as `secmail status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceState {
+    Starting,
+    /// Connected and waiting for mail with IDLE.
+    Idle,
+    /// Connected (or watching a directory) and polling every so often.
+    Polling(Duration),
+    /// The server cannot be reached (or refuses the login): why.
+    Down(String),
+    /// A configuration error the server reported (a refused folder): why.
+    ConfigError(String),
+}
+
+impl SourceState {
+    /// `idle`, `polling`, `down`, `config-error`, `starting`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            SourceState::Starting => "starting",
+            SourceState::Idle => "idle",
+            SourceState::Polling(_) => "polling",
+            SourceState::Down(_) => "down",
+            SourceState::ConfigError(_) => "config-error",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            SourceState::Starting => "starting".into(),
+            SourceState::Idle => "connected, waiting for mail with IDLE".into(),
+            SourceState::Polling(d) => format!("polling every {d:?}"),
+            SourceState::Down(why) => format!("down: {why}"),
+            SourceState::ConfigError(why) => format!("configuration error: {why}"),
+        }
+    }
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Progress { base: Instant::now(), last: Arc::new(AtomicU64::new(0)) }
+        Progress {
+            base: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            state: Arc::new(std::sync::Mutex::new((SourceState::Starting, Instant::now()))),
+        }
     }
 }
 
@@ -60,6 +103,21 @@ impl Progress {
     /// Something completed just now.
     pub fn tick(&self) {
         self.last.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The source's state changed (`since` only moves when it does).
+    pub fn set_state(&self, s: SourceState) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if std::mem::discriminant(&st.0) != std::mem::discriminant(&s) {
+            st.1 = Instant::now();
+        }
+        st.0 = s;
+    }
+
+    /// The source's state and how long it has been in it.
+    pub fn state(&self) -> (SourceState, Duration) {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.0.clone(), st.1.elapsed())
     }
 
     /// How long ago the last tick was.
