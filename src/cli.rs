@@ -820,11 +820,55 @@ fn steer_case(cfg: Config, clock: SharedClock, id: &str, action: &CaseAction) ->
     }
 }
 
-/// `secmail case ID advisory --cve-json | --osv-json`.
+/// `secmail case ID advisory --cve-json | --osv-json`: the CNA container of a
+/// CVE JSON 5 record, or an OSV record, from what the team recorded.
 fn print_advisory(cfg: &Config, n: i64, cve_json: bool, osv_json: bool) -> Result<ExitCode> {
-    let _ = (cfg, n, cve_json, osv_json);
-    eprintln!("secmail: give --file FILE to set the advisory text, or --cve-json / --osv-json to print it");
-    Ok(ExitCode::from(EXIT_CONFIG))
+    if !cve_json && !osv_json {
+        eprintln!("secmail: give --file FILE to set the advisory text, or --cve-json / --osv-json to print it");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let store = daemon::open_store(cfg)?;
+    let found = store.call_sync(|c| match store::get_case(c, n)? {
+        Some(row) => Ok(Some((row, store::case_extra(c, n)?, daemon::credit(c, n)?))),
+        None => Ok(None),
+    })?;
+    let Some((row, extra, who)) = found else {
+        eprintln!("secmail: no case {}", case_id(&cfg.mailbox.case_prefix, n));
+        return Ok(ExitCode::FAILURE);
+    };
+    let d = &cfg.disclosure;
+    let project = crate::advisory::Project {
+        vendor: d.vendor.clone(),
+        product: d.product.clone(),
+        ecosystem: d.ecosystem.clone(),
+        package: d.package.clone(),
+        repository: d.repository.clone(),
+    };
+    let id = case_id(&cfg.mailbox.case_prefix, n);
+    let published = extra.disclosed_at.as_deref().and_then(|t| store::parse_ts(t).ok()).unwrap_or_else(Utc::now);
+    let a = crate::advisory::Advisory {
+        case_id: &id,
+        cve: extra.cve.as_deref(),
+        title: &row.subject,
+        description: extra.advisory.as_deref().unwrap_or(""),
+        affected: extra.affected.as_deref(),
+        fixed_in: extra.fixed_in.as_deref(),
+        credit: Some(&who),
+        published,
+        modified: Utc::now(),
+        references: Vec::new(),
+    };
+    let out = if cve_json { crate::advisory::cve_cna_container(&project, &a) } else { crate::advisory::osv(&project, &a) };
+    match out {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("secmail: {id}: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn release(cfg: Config, clock: SharedClock, qid: &str) -> Result<ExitCode> {

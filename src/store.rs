@@ -609,8 +609,11 @@ pub fn outbox_waiting(c: &Connection) -> Result<i64> {
     Ok(c.query_row("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL", [], |r| r.get(0))?)
 }
 
+/// The oldest waiting mail (queued at, kind), and how many acks wait.
+pub type OutboxOldest = (Option<(DateTime<Utc>, String)>, i64);
+
 /// The oldest mail still waiting: (created, kind), and how many acks wait.
-pub fn outbox_oldest(c: &Connection) -> Result<(Option<(DateTime<Utc>, String)>, i64)> {
+pub fn outbox_oldest(c: &Connection) -> Result<OutboxOldest> {
     let oldest = c
         .query_row(
             "SELECT created_at, kind FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL ORDER BY created_at LIMIT 1",
@@ -636,8 +639,11 @@ pub fn outbox_failed_since(c: &Connection, since: DateTime<Utc>) -> Result<i64> 
     Ok(c.query_row("SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL AND failed_at >= ?1", [ts(since)], |r| r.get(0))?)
 }
 
+/// The next open deadline (case, kind, due), and how many are lapsed.
+pub type NextDeadline = (Option<(i64, String, DateTime<Utc>)>, i64);
+
 /// The next open deadline of a case that is not closed, and how many are lapsed at `now`.
-pub fn next_deadline(c: &Connection, now: DateTime<Utc>) -> Result<(Option<(i64, String, DateTime<Utc>)>, i64)> {
+pub fn next_deadline(c: &Connection, now: DateTime<Utc>) -> Result<NextDeadline> {
     const OPEN: &str = "d.met_at IS NULL AND c.state NOT IN ('closed', 'disclosed', 'not-security', 'duplicate')";
     let next = c
         .query_row(

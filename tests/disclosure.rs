@@ -77,6 +77,11 @@ key_file = "{alice_key}"
 announce = "{announce}"
 prenotice_before = "6s"
 remind_before = "3s"
+vendor = "Example"
+product = "libexample"
+ecosystem = "crates.io"
+package = "libexample"
+repository = "https://github.com/example/libexample"
 
 [[disclosure.list]]
 name = "distros"
@@ -177,12 +182,22 @@ async fn an_embargo_set_by_signed_mail_runs_its_course_once() {
     let v = w.gpg.verify_detached(&signed, &sig);
     assert_eq!(v.good_by().as_deref(), Some(team::fingerprint("team-cv25519").as_str()), "signed by the team key: {}", v.stderr);
     let body = String::from_utf8_lossy(raw);
-    assert!(body.contains("CVE-2026-12345") && body.contains("Fixed in:          2.4.1") && body.contains("Credit: reported by"), "{body}");
+    assert!(body.contains("CVE-2026-12345") && body.contains("Fixed in:          2.4.1") && body.contains("Credit: reported by Reporter."), "{body}");
+    assert!(!body.contains(&w.reporter), "the reporter's address is never published");
     let told = w.wait_mail(&w.reporter, "Re: Heap overflow", 2).await;
     assert!(told.iter().any(|m| String::from_utf8_lossy(m).contains("is now public")), "the reporter is told");
     w.wait_mail(&w.alice, "Disclosed: publish now", 1).await;
     let c = world::case_json(&w.config, "SEC-1");
     assert_eq!(c["state"], "disclosed");
+    // The advisory, machine-readable (the schemas are checked in advisory's unit tests).
+    for (flag, key) in [("--osv-json", "id"), ("--cve-json", "descriptions")] {
+        let out = common::secmail(&w.config, &["case", "SEC-1", "advisory", flag]);
+        assert!(out.status.success(), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["affected"].is_array() && !v[key].is_null(), "{flag}: {v:#}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("2.4.1") && !text.contains(&w.reporter), "{flag}: {text}");
+    }
     println!("[measure] disclosure: lift observed {lifted_after:?} after the embargo was set to +14 s");
 
     // Past the first (moved-away) schedule: still one of each.

@@ -79,8 +79,18 @@ pub(crate) fn run(p: &Pipeline, c: &Connection, job: &JobRow, case: &store::Case
     }
 }
 
+/// Who the advisory credits: the display name of the report's From line
+/// (`Rita Reporter`), never the address (it would be published); "the
+/// reporter" when the report had none.
+pub fn credit(c: &Connection, case: i64) -> Result<String> {
+    // A message secmail gave up on is never parsed again.
+    let first = store::messages(c, case)?.into_iter().find(|m| m.direction == "in" && !m.flags.starts_with("processing failed"));
+    let name = first.and_then(|m| crate::mail::parse(&m.raw, &crate::mail::ParseLimits::default()).from_name).map(|n| compose::one_line(&n)).filter(|n| !n.is_empty() && !n.contains('@'));
+    Ok(name.unwrap_or_else(|| "the reporter".into()))
+}
+
 /// The advisory as it goes out: the team's text, versions, CVE, credit.
-fn advisory_body(cfg: &Config, view: &CaseView, extra: &CaseExtra, credit: bool) -> String {
+fn advisory_body(cfg: &Config, view: &CaseView, extra: &CaseExtra, credit: Option<&str>) -> String {
     let mut out = format!("Security advisory {}", case_id(&cfg.mailbox.case_prefix, view.id));
     if let Some(cve) = &extra.cve {
         out.push_str(&format!(" ({cve})"));
@@ -94,8 +104,8 @@ fn advisory_body(cfg: &Config, view: &CaseView, extra: &CaseExtra, credit: bool)
     if let Some(f) = &extra.fixed_in {
         out.push_str(&format!("Fixed in:          {f}\n"));
     }
-    if credit {
-        out.push_str(&format!("\nCredit: reported by {}.\n", view.reporter));
+    if let Some(who) = credit {
+        out.push_str(&format!("\nCredit: reported by {who}.\n"));
     }
     out
 }
@@ -117,7 +127,7 @@ fn prenotice(p: &Pipeline, c: &Connection, case: &store::CaseRow, extra: &CaseEx
     let body = format!(
         "EMBARGOED until {} — do not disclose before then.\n\n{}",
         when(cfg, embargo),
-        advisory_body(cfg, &view, extra, false)
+        advisory_body(cfg, &view, extra, None)
     );
     let subject = format!("Embargoed security advisory, lift {}", embargo.format("%Y-%m-%d %H:%M UTC"));
     let m = compose::note(cfg, &view, &l.address, &subject, &body, None, Some(Seal { to: cert, team }), None, compose::new_message_id(&cfg.mailbox.address), now)?;
@@ -144,11 +154,12 @@ fn embargo_reminder(p: &Pipeline, c: &Connection, case: &store::CaseRow, extra: 
 fn lift(p: &Pipeline, c: &Connection, case: &store::CaseRow, extra: &CaseExtra, now: DateTime<Utc>) -> Result<String> {
     let cfg = &*p.cfg;
     let view = case.view();
+    let who = credit(c, case.id)?;
     let mut done = Vec::new();
     match (&cfg.disclosure.announce, &extra.advisory, &p.keys.team) {
         (Some(announce), Some(_), Some(team)) => {
             let subject = format!("Security advisory: {}{}", compose::one_line(&view.subject), extra.cve.as_deref().map(|c| format!(" ({c})")).unwrap_or_default());
-            let body = advisory_body(cfg, &view, extra, true);
+            let body = advisory_body(cfg, &view, extra, Some(&who));
             let m = compose::note(cfg, &view, announce, &subject, &body, None, None, Some(team), compose::new_message_id(&cfg.mailbox.address), now)?;
             p.queue(c, Some(case.id), format!("announce:{}", case.id), "announce", &m, "", now)?;
             done.push(format!("advisory to {announce}"));
@@ -170,7 +181,7 @@ fn lift(p: &Pipeline, c: &Connection, case: &store::CaseRow, extra: &CaseExtra, 
         let body = format!(
             "Hello,\n\nthe vulnerability you reported ({id}) is now public. Thank you!\nThis is the advisory as published:\n\n{adv}\n-- \n{name} <{addr}>\n",
             id = case_id(&cfg.mailbox.case_prefix, case.id),
-            adv = advisory_body(cfg, &view, extra, true),
+            adv = advisory_body(cfg, &view, extra, Some(&who)),
             name = cfg.mailbox.name,
             addr = cfg.mailbox.address,
         );

@@ -41,6 +41,7 @@ pub use intake::Pipeline;
 pub use outbox::outbox_sender;
 pub use seen::{Seen, see};
 pub use timers::run_due;
+pub use disclose::credit;
 
 /// Flag on stored team notifications: kept for threading, not listed as case mail.
 pub const TEAM_NOTICE_FLAG: &str = "team-notice";
