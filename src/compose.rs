@@ -557,6 +557,14 @@ pub fn note(
     Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
 }
 
+/// An operational alert (or the note that it ended) to a team member: no case,
+/// no report text; sealed to their key when they have one.
+pub fn alert(cfg: &Config, to: &str, subject: &str, body: &str, seal: Option<Seal<'_>>, message_id: String, now: DateTime<Utc>) -> Result<Composed> {
+    let b = base(cfg, "secmail", to, subject, &message_id, "auto-generated", now)?;
+    let raw = finish(b, body.to_string(), subject, seal, now).context("building an alert")?;
+    Ok(Composed { message_id, to: vec![to.to_string()], subject: subject.to_string(), raw, encrypted: seal.is_some() })
+}
+
 /// The digest of messages held in quarantine since the last one (SPEC §5.4),
 /// to one team member. Spam subjects travelled in clear anyway; no body is shown.
 pub fn quarantine_digest(

@@ -75,6 +75,18 @@ pub struct Config {
     pub spam: SpamConfig,
     pub limits: LimitsConfig,
     pub disclosure: DisclosureConfig,
+    pub health: HealthConfig,
+}
+
+/// `[health]`: when silence becomes an alert.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// The mailbox unreachable (or refusing the login) this long: the
+    /// coordinator and the backup get an alert, and a note when it ends.
+    pub source_down_after: Duration,
+    /// Also run this (`sh -c`) on each alert and recovery, with the text in
+    /// `SECMAIL_ALERT` and `alert` / `recovered` in `SECMAIL_ALERT_KIND` (e.g. to page).
+    pub alert_command: Option<String>,
 }
 
 /// `[disclosure]` (SPEC §7b): embargoes, pre-notification, the lift.
@@ -331,6 +343,14 @@ pub struct RawConfig {
     spam: Option<RawSpam>,
     limits: Option<RawLimits>,
     disclosure: Option<RawDisclosure>,
+    health: Option<RawHealth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    source_down_after: Option<String>,
+    alert_command: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -803,6 +823,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let disclosure = validate_disclosure(raw.disclosure.unwrap_or_default(), &mailbox.address, &abs, &mut errs);
+    let rh = raw.health.unwrap_or_default();
+    let health = HealthConfig {
+        source_down_after: duration("health.source_down_after", rh.source_down_after, Duration::from_secs(600), &mut errs),
+        alert_command: rh.alert_command.filter(|c| !c.trim().is_empty()),
+    };
 
     match (source, transport) {
         (Some(source), Some(transport)) if errs.is_empty() => Ok(Config {
@@ -817,6 +842,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             spam,
             limits,
             disclosure,
+            health,
         }),
         _ => Err(ConfigErrors(errs)),
     }

@@ -4,7 +4,13 @@
 //! status` reads it from another process, so monitoring learns the truth while
 //! the daemon runs, and learns that it does not run when the heartbeat is old.
 //!
-//! Side effects: the store (one small write per heartbeat).
+//! It also raises the alarm when the mailbox cannot be read for longer than
+//! `health.source_down_after`: one alert to the coordinator and the backup
+//! (sealed to their keys) per episode, and a note when it ends; each also runs
+//! `health.alert_command` when one is configured.
+//!
+//! Side effects: the store (one small write per heartbeat; alert mail queued in
+//! the outbox), `health.alert_command`.
 
 use std::time::Duration;
 
@@ -12,9 +18,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use super::intake::Pipeline;
 use crate::clock::SharedClock;
-use crate::source::Progress;
+use crate::compose::{self, Seal};
+use crate::source::{Progress, SourceState};
 use crate::store::{self, Store};
+
+/// `meta` key of an open "the mailbox cannot be read" episode (its start).
+const SOURCE_ALERT_META: &str = "alert:source-down";
 
 /// How often the daemon records its health.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -41,8 +54,10 @@ pub struct Health {
     pub stopped: bool,
 }
 
-/// Write the health record every [`HEARTBEAT`] until shutdown.
-pub async fn health_loop(store: Store, clock: SharedClock, progress: Progress, shutdown: CancellationToken) {
+/// Write the health record every [`HEARTBEAT`] until shutdown, and raise or
+/// end the source alert.
+pub async fn health_loop(pipeline: Arc<Pipeline>, clock: SharedClock, progress: Progress, shutdown: CancellationToken) {
+    let store: Store = pipeline.store().clone();
     let started_at = clock.now();
     loop {
         let stopped = shutdown.is_cancelled();
@@ -66,6 +81,17 @@ pub async fn health_loop(store: Store, clock: SharedClock, progress: Progress, s
         if stopped {
             return;
         }
+        let p = pipeline.clone();
+        let st = state.clone();
+        let since = h.source_since;
+        match store.call(move |c| source_alert(&p, c, &st, since, now)).await {
+            Ok(Some((kind, text))) => {
+                pipeline.wake_outbox();
+                run_alert_command(&pipeline.cfg.health.alert_command, kind, &text);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("health: the alert could not be recorded: {e:#}"),
+        }
         tokio::select! {
             // One last record, saying so.
             _ = shutdown.cancelled() => {}
@@ -74,7 +100,104 @@ pub async fn health_loop(store: Store, clock: SharedClock, progress: Progress, s
     }
 }
 
+/// Raise the source alert once an outage lasts `source_down_after`, and end
+/// it (with a note) when the source works again: `Some((kind, text))` when
+/// mail was queued.
+fn source_alert(p: &Pipeline, c: &mut rusqlite::Connection, state: &SourceState, since: DateTime<Utc>, now: DateTime<Utc>) -> anyhow::Result<Option<(&'static str, String)>> {
+    let cfg = &*p.cfg;
+    let open = store::meta_get(c, SOURCE_ALERT_META)?.filter(|s| !s.is_empty());
+    let after = chrono::Duration::from_std(cfg.health.source_down_after).unwrap_or(chrono::Duration::MAX);
+    let (kind, subject, text) = match (state, &open) {
+        (SourceState::Down(why), None) if now - since >= after => (
+            "alert",
+            format!("secmail ALERT: {} cannot be read", cfg.mailbox.address),
+            format!(
+                "secmail cannot read the mailbox {addr} since {since} ({for_}): {why}\n\n\
+                 Reports sent to {addr} are not being answered. Mail waits on the server;\n\
+                 nothing is lost. Check the IMAP server and secmail's log (journalctl -u secmail),\n\
+                 or run: secmail status\n\n\
+                 You will get one more mail when it can be read again.\n",
+                addr = cfg.mailbox.address,
+                since = since.format("%Y-%m-%d %H:%M:%S UTC"),
+                for_ = crate::deadline::human_approx((now - since).to_std().unwrap_or_default()),
+            ),
+        ),
+        (SourceState::Idle | SourceState::Polling(_), Some(started)) => {
+            let down_for = store::parse_ts(started).map(|s| crate::deadline::human_approx((now - s).to_std().unwrap_or_default())).unwrap_or_default();
+            (
+                "recovered",
+                format!("secmail: {} can be read again", cfg.mailbox.address),
+                format!("secmail reads the mailbox {} again, after {down_for}. Mail that waited is being processed now.\n", cfg.mailbox.address),
+            )
+        }
+        _ => return Ok(None),
+    };
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    store::meta_set(&tx, SOURCE_ALERT_META, if kind == "alert" { store::ts(since) } else { String::new() }.as_str())?;
+    for to in super::timers::escalate_to(cfg) {
+        let seal = match (p.keys.member_cert(&to), &p.keys.team) {
+            (Some(k), Some(team)) => Some(Seal { to: k, team }),
+            _ => None,
+        };
+        let compose = |seal| compose::alert(cfg, &to, &subject, &text, seal, compose::new_message_id(&cfg.mailbox.address), now);
+        let m = match compose(seal) {
+            Ok(m) => m,
+            Err(_) if seal.is_some() => compose(None)?,
+            Err(e) => return Err(e),
+        };
+        p.queue(&tx, None, format!("{kind}:source:{}:{}", store::ts(since), to.to_ascii_lowercase()), "alert", &m, super::TEAM_NOTICE_FLAG, now)?;
+    }
+    tx.commit()?;
+    tracing::info!("health: {subject}");
+    Ok(Some((kind, text)))
+}
+
+/// `health.alert_command`, in the background (`sh -c`), with the alert in its
+/// environment; its failure is logged, never fatal.
+fn run_alert_command(cmd: &Option<String>, kind: &str, text: &str) {
+    let Some(cmd) = cmd else { return };
+    match std::process::Command::new("sh").arg("-c").arg(cmd).env("SECMAIL_ALERT", text).env("SECMAIL_ALERT_KIND", kind).spawn() {
+        Ok(mut child) => {
+            std::thread::spawn(move || match child.wait() {
+                Ok(s) if !s.success() => tracing::warn!("health.alert_command exited with {s}"),
+                Err(e) => tracing::warn!("health.alert_command: {e}"),
+                _ => {}
+            });
+        }
+        Err(e) => tracing::warn!("health.alert_command could not start: {e}"),
+    }
+}
+
 /// The last health record, if the daemon ever ran on this database.
 pub fn read(c: &rusqlite::Connection) -> anyhow::Result<Option<Health>> {
     Ok(store::meta_get(c, HEALTH_META)?.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::config::Config;
+    use crate::keys::Keys;
+
+    #[test]
+    fn one_alert_per_outage_and_one_note_when_it_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = Config::builtin(d.path()).unwrap();
+        let store = Store::open(&cfg.store.path).unwrap();
+        let now: DateTime<Utc> = "2026-11-25T10:00:00Z".parse().unwrap();
+        let clock = Arc::new(FakeClock::new(now));
+        let p = Pipeline::new(Arc::new(cfg), Arc::new(Keys::default()), store.clone(), clock, Arc::new(tokio::sync::Notify::new())).unwrap();
+        let down = SourceState::Down("connection refused".into());
+        let since = now - chrono::Duration::minutes(9);
+        let run = |s: &SourceState, at: DateTime<Utc>| store.call_sync(|c| source_alert(&p, c, s, since, at)).unwrap().map(|(k, _)| k);
+        assert_eq!(run(&down, now), None, "9 minutes is within source_down_after (10 min)");
+        assert_eq!(run(&down, now + chrono::Duration::minutes(1)), Some("alert"));
+        assert_eq!(run(&down, now + chrono::Duration::minutes(5)), None, "one alert per outage");
+        assert_eq!(run(&SourceState::Starting, now + chrono::Duration::minutes(6)), None);
+        assert_eq!(run(&SourceState::Idle, now + chrono::Duration::minutes(7)), Some("recovered"));
+        assert_eq!(run(&SourceState::Idle, now + chrono::Duration::minutes(8)), None);
+        let kinds: i64 = store.call_sync(|c| Ok(c.query_row("SELECT count(*) FROM outbox WHERE kind = 'alert'", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(kinds, 2, "the alert and the note, to the coordinator");
+    }
 }

@@ -95,7 +95,7 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
         res
     });
 
-    tracker.spawn(health::health_loop(store.clone(), clock.clone(), progress.clone(), shutdown.clone()));
+    tracker.spawn(health::health_loop(pipeline.clone(), clock.clone(), progress.clone(), shutdown.clone()));
 
     let watchdog = watchdog_interval();
     tracing::info!(config = ?cfg.origin, "secmail running");

@@ -182,7 +182,7 @@ fn run_job(p: &Pipeline, c: &Connection, job: &JobRow, now: DateTime<Utc>) -> Re
 
 /// `policy.escalate_to`: "coordinator" and "backup" name the team's; other
 /// entries are addresses. Nobody left: the whole team.
-fn escalate_to(cfg: &Config) -> Vec<String> {
+pub(crate) fn escalate_to(cfg: &Config) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for e in &cfg.policy.escalate_to {
         let who = match e.as_str() {
