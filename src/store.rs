@@ -634,6 +634,18 @@ pub fn acks_waiting_since(c: &Connection, before: DateTime<Utc>) -> Result<i64> 
     )?)
 }
 
+/// Mails refused for good whose alert has not gone out yet (after the id in
+/// `meta` `alert:smtp-refused`): (id, recipients, error). Alerts themselves
+/// are not alerted on.
+pub fn outbox_failed_unalerted(c: &Connection) -> Result<Vec<(i64, String, String)>> {
+    let after: i64 = meta_get(c, "alert:smtp-refused")?.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut st = c.prepare(
+        "SELECT id, recipients, coalesce(last_error, '') FROM outbox WHERE failed_at IS NOT NULL AND id > ?1 AND kind != 'alert' ORDER BY id LIMIT 50",
+    )?;
+    let rows = st.query_map([after], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 /// Mails refused for good since `since`.
 pub fn outbox_failed_since(c: &Connection, since: DateTime<Utc>) -> Result<i64> {
     Ok(c.query_row("SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL AND failed_at >= ?1", [ts(since)], |r| r.get(0))?)

@@ -82,6 +82,15 @@ pub async fn health_loop(pipeline: Arc<Pipeline>, clock: SharedClock, progress: 
             return;
         }
         let p = pipeline.clone();
+        match store.call(move |c| other_alerts(&p, c, now)).await {
+            Ok(Some(text)) => {
+                pipeline.wake_outbox();
+                run_alert_command(&pipeline.cfg.health.alert_command, "alert", &text);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("health: an alert could not be recorded: {e:#}"),
+        }
+        let p = pipeline.clone();
         let st = state.clone();
         let since = h.source_since;
         match store.call(move |c| source_alert(&p, c, &st, since, now)).await {
@@ -134,22 +143,83 @@ fn source_alert(p: &Pipeline, c: &mut rusqlite::Connection, state: &SourceState,
     };
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     store::meta_set(&tx, SOURCE_ALERT_META, if kind == "alert" { store::ts(since) } else { String::new() }.as_str())?;
+    alert_mail(p, &tx, &format!("{kind}:source:{}", store::ts(since)), &subject, &text, now)?;
+    tx.commit()?;
+    tracing::info!("health: {subject}");
+    Ok(Some((kind, text)))
+}
+
+/// Queue an alert to the coordinator and the backup (`policy.escalate_to`),
+/// each sealed to their key when they have one; `decision` makes it once.
+fn alert_mail(p: &Pipeline, c: &rusqlite::Connection, decision: &str, subject: &str, text: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let cfg = &*p.cfg;
     for to in super::timers::escalate_to(cfg) {
         let seal = match (p.keys.member_cert(&to), &p.keys.team) {
             (Some(k), Some(team)) => Some(Seal { to: k, team }),
             _ => None,
         };
-        let compose = |seal| compose::alert(cfg, &to, &subject, &text, seal, compose::new_message_id(&cfg.mailbox.address), now);
+        let compose = |seal| compose::alert(cfg, &to, subject, text, seal, compose::new_message_id(&cfg.mailbox.address), now);
         let m = match compose(seal) {
             Ok(m) => m,
             Err(_) if seal.is_some() => compose(None)?,
             Err(e) => return Err(e),
         };
-        p.queue(&tx, None, format!("{kind}:source:{}:{}", store::ts(since), to.to_ascii_lowercase()), "alert", &m, super::TEAM_NOTICE_FLAG, now)?;
+        p.queue(c, None, format!("{decision}:{}", to.to_ascii_lowercase()), "alert", &m, super::TEAM_NOTICE_FLAG, now)?;
+    }
+    Ok(())
+}
+
+/// Keys that expire within 30 days, or have expired, and mail the SMTP server
+/// refused for good: one alert each (a key once per state, refused mail once
+/// per mail). `Some(text)` when mail was queued.
+fn other_alerts(p: &Pipeline, c: &mut rusqlite::Connection, now: DateTime<Utc>) -> anyhow::Result<Option<String>> {
+    let mut keys: Vec<(String, String, Option<DateTime<Utc>>)> = Vec::new();
+    if let Some(t) = &p.keys.team {
+        for i in t.info(now) {
+            keys.push((format!("the team key {}", i.fingerprint), i.fingerprint.clone(), i.expires));
+        }
+    }
+    for (addr, cert) in &p.keys.members {
+        let fpr = cert.fingerprint().to_hex();
+        keys.push((format!("{addr}'s key {fpr}"), fpr, crate::crypto::cert_expiry(cert, now)));
+    }
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut said = Vec::new();
+    for (who, fpr, expires) in keys {
+        let Some(e) = expires else { continue };
+        let state = if e <= now {
+            "expired"
+        } else if e - now < chrono::Duration::days(30) {
+            "expiring"
+        } else {
+            continue;
+        };
+        let decision = format!("alert:key:{fpr}:{state}");
+        if store::meta_get(&tx, &decision)?.is_some() {
+            continue;
+        }
+        store::meta_set(&tx, &decision, &store::ts(now))?;
+        let text = match state {
+            "expired" => format!("{who} expired on {}. Mail that needs it is degraded (metadata only, or no signature). Renew it (gpg --quick-set-expire) and reload secmail.\n", e.format("%Y-%m-%d")),
+            _ => format!("{who} expires on {}. Renew it before then (gpg --quick-set-expire), publish it, and reload secmail.\n", e.format("%Y-%m-%d")),
+        };
+        alert_mail(p, &tx, &decision, &format!("secmail ALERT: {who} {}", if state == "expired" { "has expired" } else { "expires soon" }), &text, now)?;
+        said.push(text);
+    }
+    let failed = store::outbox_failed_unalerted(&tx)?;
+    if !failed.is_empty() {
+        let mut text = String::from("The SMTP server refused these mails for good (they will not be retried):\n\n");
+        for (id, to, err) in &failed {
+            text.push_str(&format!("  #{id} to {to}: {err}\n"));
+        }
+        text.push_str("\nSee secmail case ID for the case of each; check the addresses and the server's policy.\n");
+        let last = failed.last().map(|f| f.0).unwrap_or(0);
+        alert_mail(p, &tx, &format!("alert:smtp-refused:{last}"), &format!("secmail ALERT: {} mail(s) refused by the SMTP server", failed.len()), &text, now)?;
+        store::meta_set(&tx, "alert:smtp-refused", &last.to_string())?;
+        said.push(text);
     }
     tx.commit()?;
-    tracing::info!("health: {subject}");
-    Ok(Some((kind, text)))
+    Ok((!said.is_empty()).then(|| said.join("\n")))
 }
 
 /// `health.alert_command`, in the background (`sh -c`), with the alert in its
