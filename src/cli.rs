@@ -71,6 +71,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per month: reports, median/p90 time to ack, to first response and between
+    /// updates, share of cases with every promise kept (nothing identifying).
+    Stats {
+        #[arg(long)]
+        json: bool,
+        /// Only cases opened on or after this date (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Write a consistent online copy of the database to PATH.
     Backup { path: PathBuf },
     /// What the spam filter held back.
@@ -176,6 +185,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Case { id, action: Some(a), .. } => steer_case(cfg, clock, &id, &a),
         Command::Quarantine { json } => quarantine(&cfg, json),
         Command::Status { json } => status(&cfg, &*clock, json),
+        Command::Stats { json, since } => stats(&cfg, &*clock, json, since.as_deref()),
         Command::Release { qid } => release(cfg, clock, &qid),
         Command::Backup { path } => {
             daemon::open_store(&cfg)?.backup(&path)?;
@@ -773,6 +783,40 @@ fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> Result<ExitCode> {
 
 fn human_secs(d: chrono::Duration) -> String {
     crate::deadline::human_approx(d.to_std().unwrap_or_default())
+}
+
+/// `secmail stats`.
+fn stats(cfg: &Config, clock: &dyn Clock, as_json: bool, since: Option<&str>) -> Result<ExitCode> {
+    let since = match since {
+        None => None,
+        Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
+            Err(_) => {
+                eprintln!("secmail: --since {d:?} is not a date (YYYY-MM-DD)");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+        },
+    };
+    let facts = daemon::open_store(cfg)?.call_sync(|c| store::stats_facts(c))?;
+    let months = crate::stats::monthly(&facts, since, clock.now());
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&months)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let h = |s: Option<i64>| s.map(|s| crate::deadline::human_approx(std::time::Duration::from_secs(s as u64))).unwrap_or_else(|| "-".into());
+    println!("{:<8} {:>7}  {:<24} {:<24} {:<24} {:>6}", "MONTH", "REPORTS", "ACK median / p90", "1ST RESPONSE med / p90", "UPDATES median / p90", "KEPT");
+    for m in months {
+        println!(
+            "{:<8} {:>7}  {:<24} {:<24} {:<24} {:>6}",
+            m.month,
+            m.reports,
+            format!("{} / {}", h(m.time_to_ack.median_s), h(m.time_to_ack.p90_s)),
+            format!("{} / {}", h(m.time_to_first_response.median_s), h(m.time_to_first_response.p90_s)),
+            format!("{} / {}", h(m.time_between_updates.median_s), h(m.time_between_updates.p90_s)),
+            m.promises_kept_pct.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Who runs the CLI, for the record (`cli:alice`).

@@ -44,6 +44,7 @@ pub mod mail;
 pub mod prescan;
 pub mod source;
 pub mod spam;
+pub mod stats;
 pub mod store;
 pub mod team;
 pub mod tls;

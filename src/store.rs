@@ -646,6 +646,25 @@ pub fn outbox_failed_unalerted(c: &Connection) -> Result<Vec<(i64, String, Strin
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// The facts `secmail stats` needs of every case (nothing identifying).
+pub fn stats_facts(c: &Connection) -> Result<Vec<crate::stats::CaseFacts>> {
+    let mut out = Vec::new();
+    for row in list_cases(c, true)? {
+        let mut st = c.prepare_cached("SELECT at FROM events WHERE case_id = ?1 AND kind = 'relayed' ORDER BY at")?;
+        let responses = st.query_map([row.id], |r| r.get::<_, String>(0))?.map(|r| parse_ts(&r?)).collect::<Result<Vec<_>>>()?;
+        let deadlines = deadlines(c, row.id)?.into_iter().map(|d| (d.due_at, d.met_at)).collect();
+        out.push(crate::stats::CaseFacts {
+            opened_at: row.opened_at,
+            acknowledged_at: row.acknowledged_at,
+            first_response_at: row.first_response_at,
+            responses,
+            deadlines,
+            stopped: crate::deadline::stops_deadlines(&row.state),
+        });
+    }
+    Ok(out)
+}
+
 /// Mails refused for good since `since`.
 pub fn outbox_failed_since(c: &Connection, since: DateTime<Utc>) -> Result<i64> {
     Ok(c.query_row("SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL AND failed_at >= ?1", [ts(since)], |r| r.get(0))?)

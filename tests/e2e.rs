@@ -452,6 +452,15 @@ async fn status_tells_monitoring_the_truth() {
     wait_for_mail(&w.reporter, 1, "the ack").await;
     let (_, v) = code(&w.config);
     assert_eq!(v["next_deadline"]["case"], "SEC-1", "{v:#}");
+    // The publishable numbers: one report, acked.
+    let stats = wait_for("the ack in stats", ACK_TIMEOUT, || async {
+        let out = secmail(&w.config, &["stats", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (v[0]["time_to_ack"]["count"] == 1).then_some(v)
+    })
+    .await;
+    assert_eq!(stats[0]["reports"], 1, "{stats:#}");
+    assert!(!stats.to_string().contains(&w.reporter), "nothing identifying");
     d.stop();
     let (c, v) = code(&w.config);
     assert_eq!(c, 2, "stopped: {v:#}");
