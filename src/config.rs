@@ -87,6 +87,9 @@ pub struct HealthConfig {
     /// Also run this (`sh -c`) on each alert and recovery, with the text in
     /// `SECMAIL_ALERT` and `alert` / `recovered` in `SECMAIL_ALERT_KIND` (e.g. to page).
     pub alert_command: Option<String>,
+    /// How often the team gets the digest of open cases, lapses, cases opened
+    /// and closed, and the quarantine (default 7 days; 0 = never).
+    pub digest_every: Duration,
 }
 
 /// `[disclosure]` (SPEC §7b): embargoes, pre-notification, the lift.
@@ -351,6 +354,7 @@ pub struct RawConfig {
 struct RawHealth {
     source_down_after: Option<String>,
     alert_command: Option<String>,
+    digest_every: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -827,6 +831,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let health = HealthConfig {
         source_down_after: duration("health.source_down_after", rh.source_down_after, Duration::from_secs(600), &mut errs),
         alert_command: rh.alert_command.filter(|c| !c.trim().is_empty()),
+        digest_every: match rh.digest_every.as_deref().map(str::trim) {
+            Some("0" | "0s" | "off") => Duration::ZERO,
+            _ => duration("health.digest_every", rh.digest_every, Duration::from_secs(7 * 86_400), &mut errs),
+        },
     };
 
     match (source, transport) {

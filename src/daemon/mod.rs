@@ -20,6 +20,7 @@ mod perform;
 pub(crate) mod seen;
 mod steer;
 mod timers;
+mod weekly;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +96,7 @@ pub async fn run(cfg: Config, clock: SharedClock, shutdown: CancellationToken) -
         res
     });
 
+    tracker.spawn(weekly::weekly_loop(pipeline.clone(), shutdown.clone()));
     tracker.spawn(health::health_loop(pipeline.clone(), clock.clone(), progress.clone(), shutdown.clone()));
 
     let watchdog = watchdog_interval();
