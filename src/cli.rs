@@ -92,6 +92,8 @@ pub enum Command {
         /// Quarantine id, e.g. Q3 (or 3).
         qid: String,
     },
+    /// Print a shell completion script to stdout (reads no config).
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Steering a case from the host: the team commands of SPEC §6.
@@ -166,6 +168,9 @@ impl CaseAction {
 /// Parse arguments and run; errors are printed by `main`.
 pub fn main() -> Result<ExitCode> {
     let args = Args::parse();
+    if let Command::Completions { shell } = args.command {
+        return Ok(completions(shell));
+    }
     init_logging();
     let cfg = match load_config(&args) {
         Ok(c) => c,
@@ -187,6 +192,7 @@ pub fn main() -> Result<ExitCode> {
         Command::Status { json } => status(&cfg, &*clock, json),
         Command::Stats { json, since } => stats(&cfg, &*clock, json, since.as_deref()),
         Command::Release { qid } => release(cfg, clock, &qid),
+        Command::Completions { shell } => Ok(completions(shell)),
         Command::Backup { path } => {
             daemon::open_store(&cfg)?.backup(&path)?;
             println!("backup written to {}", path.display());
@@ -928,6 +934,14 @@ fn release(cfg: Config, clock: SharedClock, qid: &str) -> Result<ExitCode> {
     let outcome = store.call_sync(|c| pipeline.release(c, n, &format!("cli:{by}")))?;
     println!("released Q{n}: {}; the running daemon sends queued mail within seconds", outcome.summary);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `secmail completions SHELL`: the completion script for SHELL on stdout
+/// (scripts/build-deb.sh packages bash, zsh and fish). Needs no config.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory as _;
+    clap_complete::generate(shell, &mut Args::command(), "secmail", &mut std::io::stdout());
+    ExitCode::SUCCESS
 }
 
 /// Used by `main` to report an error that ends the program.
