@@ -687,6 +687,7 @@ fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> Result<ExitCode> {
         ))
     })?;
     let waiting = store.call_sync(|c| store::outbox_waiting(c))?;
+    let canary = store.call_sync(|c| daemon::canary_state(c))?;
     let mut level = 0u8;
     let mut findings: Vec<String> = Vec::new();
     let mut flag = |l: u8, what: String| {
@@ -722,6 +723,9 @@ fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> Result<ExitCode> {
             })
         }
     };
+    if canary.last_result.as_deref() == Some("missed") || canary.miss_open {
+        flag(1, format!("canary: the last canary did not come back (sent {})", canary.sent_at.map(rfc3339).unwrap_or_default()));
+    }
     if stale_acks > 0 {
         flag(1, format!("outbox: {stale_acks} ack(s) still queued after policy.ack_within"));
     }
@@ -760,7 +764,7 @@ fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> Result<ExitCode> {
         "outbox": {"waiting": waiting, "acks_waiting": acks, "oldest": oldest.as_ref().map(|(t, k)| json!({"queued_at": rfc3339(*t), "kind": k})), "failed_last_24h": failed},
         "next_deadline": next.as_ref().map(|(id, kind, due)| json!({"case": case_id(&cfg.mailbox.case_prefix, *id), "kind": kind, "due": rfc3339(*due)})),
         "lapsed_deadlines": lapsed,
-        "canary": "not available in this version",
+        "canary": if cfg.health.canary_every.is_zero() { json!("off") } else { json!({"last_result": canary.last_result, "last_ok": opt(canary.last_ok_at), "sent_at": opt(canary.sent_at)}) },
         "keys": keys_json,
         "findings": findings,
     });

@@ -545,16 +545,33 @@ pub fn note(
     }
     let raw = match (seal, signed_only) {
         (None, Some(team)) => {
-            let crlf = body.replace("\r\n", "\n").replace('\n', "\r\n");
-            let entity = format!("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{crlf}");
-            let (ct, signed) = crypto::sign_mime(entity.as_bytes(), team, now)?;
+            // Encoded by lettre (quoted-printable for long or non-ASCII
+            // lines): the signed entity is 7-bit and relays leave it alone.
+            let entity = seven_bit_text(body)?;
+            let (ct, signed) = crypto::sign_mime(&entity, team, now)?;
             let ct = ContentType::parse(&ct).context("content type from the OpenPGP layer")?;
-            let body = Body::new_with_encoding(signed, ContentTransferEncoding::EightBit).map_err(|_| anyhow::anyhow!("signed body"))?;
-            b.header(ct).body(body)?.formatted()
+            signed_message(b.header(ct), signed)?
         }
         _ => finish(b, body.to_string(), &subject, seal, now).context("building a case mail")?,
     };
     Ok(Composed { message_id, to: vec![to.to_string()], subject, raw, encrypted: seal.is_some() })
+}
+
+/// The message with a `multipart/signed` body appended as is: lettre's own
+/// 7-bit check wants lines under 76 octets, while quoted-printable (RFC 2045
+/// §6.7) allows 76 plus CRLF; the body is 7-bit either way.
+fn signed_message(b: MessageBuilder, signed: Vec<u8>) -> Result<Vec<u8>> {
+    anyhow::ensure!(signed.is_ascii(), "a signed body must be 7-bit");
+    let mut raw = b.body(String::new())?.formatted();
+    raw.extend_from_slice(&signed);
+    Ok(raw)
+}
+
+/// A `text/plain` MIME entity in quoted-printable: 7-bit, short lines, so a
+/// signature over it survives every relay (RFC 3156 §3).
+fn seven_bit_text(text: &str) -> Result<Vec<u8>> {
+    let body = Body::new_with_encoding(text.to_string(), ContentTransferEncoding::QuotedPrintable).map_err(|_| anyhow::anyhow!("text cannot be quoted-printable"))?;
+    Ok(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body).formatted())
 }
 
 /// An operational alert (or the note that it ended) to a team member: no case,
@@ -563,6 +580,26 @@ pub fn alert(cfg: &Config, to: &str, subject: &str, body: &str, seal: Option<Sea
     let b = base(cfg, "secmail", to, subject, &message_id, "auto-generated", now)?;
     let raw = finish(b, body.to_string(), subject, seal, now).context("building an alert")?;
     Ok(Composed { message_id, to: vec![to.to_string()], subject: subject.to_string(), raw, encrypted: seal.is_some() })
+}
+
+/// The canary: from the mailbox to itself, signed by the team key in clear
+/// (it carries only its token), so it comes back provably ours.
+pub fn canary(cfg: &Config, subject: &str, team: &TeamKeys, message_id: String, now: DateTime<Utc>) -> Result<Composed> {
+    let b = Message::builder()
+        .from(mailbox(&cfg.mailbox.address, Some("secmail canary"))?)
+        .to(mailbox(&cfg.mailbox.address, None)?)
+        .subject(one_line(subject))
+        .date(system_time(now))
+        .message_id(Some(format!("<{message_id}>")))
+        .raw_header(header("Auto-Submitted", "auto-generated"));
+    let text = format!("secmail sends this to itself to prove that mail to\n{} arrives and is read.\n{subject}\n", cfg.mailbox.address);
+    // lettre encodes the part (quoted-printable when needed), so the signed
+    // entity is 7-bit with short lines and survives every relay unchanged.
+    let entity = seven_bit_text(&text)?;
+    let (ct, signed) = crypto::sign_mime(&entity, team, now)?;
+    let ct = ContentType::parse(&ct).context("content type from the OpenPGP layer")?;
+    let raw = signed_message(b.header(ct), signed)?;
+    Ok(Composed { message_id, to: vec![cfg.mailbox.address.clone()], subject: subject.to_string(), raw, encrypted: false })
 }
 
 /// The digest of messages held in quarantine since the last one (SPEC §5.4),
@@ -626,6 +663,22 @@ mod tests {
         );
         let case = CaseView { id: 4, state: "new".into(), reporter: "r@example.org".into(), subject: "Heap overflow".into() };
         (cfg, case, msg)
+    }
+
+    /// The advisory at the lift is signed in clear: long and non-ASCII lines
+    /// are encoded inside the signed part, which verifies with the team key.
+    #[test]
+    fn a_signed_note_with_long_lines_verifies() {
+        use sequoia_openpgp::parse::Parse as _;
+        let (cfg, case, _) = setup();
+        let cert = crate::crypto::Cert::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pgp/team-cv25519.sec.asc")).unwrap();
+        let team = TeamKeys::from_certs(vec![cert], None).unwrap();
+        let body = format!("{}\nÜmlaut line — and more\n", "word ".repeat(60));
+        let m = note(&cfg, &case, "announce@example.org", "Security advisory", &body, None, None, Some(&team), "n@x".into(), t0()).unwrap();
+        let text = String::from_utf8_lossy(&m.raw);
+        assert!(text.contains("multipart/signed") && text.lines().all(|l| l.len() <= 998));
+        let status = crypto::verify_mime_signature(&m.raw, &team.public_certs(), t0());
+        assert_eq!(status.signer(), Some(team.signing_fingerprint().as_str()), "{status:?}");
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub struct HealthConfig {
     /// How often the team gets the digest of open cases, lapses, cases opened
     /// and closed, and the quarantine (default 7 days; 0 = never).
     pub digest_every: Duration,
+    /// How often secmail sends itself a signed token through the real SMTP
+    /// path to the mailbox (default 1 hour; 0 = off; needs a team key).
+    pub canary_every: Duration,
+    /// How long a canary may take to come back before it is a miss (15 min).
+    pub canary_within: Duration,
 }
 
 /// `[disclosure]` (SPEC §7b): embargoes, pre-notification, the lift.
@@ -355,6 +360,8 @@ struct RawHealth {
     source_down_after: Option<String>,
     alert_command: Option<String>,
     digest_every: Option<String>,
+    canary_every: Option<String>,
+    canary_within: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -835,6 +842,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             Some("0" | "0s" | "off") => Duration::ZERO,
             _ => duration("health.digest_every", rh.digest_every, Duration::from_secs(7 * 86_400), &mut errs),
         },
+        canary_every: match rh.canary_every.as_deref().map(str::trim) {
+            Some("0" | "0s" | "off") => Duration::ZERO,
+            _ => duration("health.canary_every", rh.canary_every, Duration::from_secs(3600), &mut errs),
+        },
+        canary_within: duration("health.canary_within", rh.canary_within, Duration::from_secs(900), &mut errs),
     };
 
     match (source, transport) {

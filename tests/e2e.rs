@@ -480,3 +480,25 @@ async fn status_tells_monitoring_the_truth() {
     assert_eq!(v["daemon"]["source"]["state"], "config-error", "{v:#}");
     d.stop();
 }
+
+/// The canary: secmail sends itself a token signed by the team key through
+/// the real SMTP path; it comes back over IMAP, opens no case, is filed, and
+/// `status` shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_canary_comes_back_through_the_real_path() {
+    let w = world("canary", Mode::IdleStarttls);
+    let key = write_secret(&w.dir, "team.sec.asc", &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pgp/team-cv25519.sec.asc")).unwrap());
+    let text = std::fs::read_to_string(&w.config).unwrap()
+        + &format!("\n[openpgp]\nsecret_keys = [\"{}\"]\n\n[health]\ncanary_every = \"1h\"\ncanary_within = \"1m\"\n", key.display());
+    std::fs::write(&w.config, text).unwrap();
+    let mut d = Daemon::start(&w.config);
+    d.wait_for_log("canary back after", ACK_TIMEOUT).await;
+    let out = secmail(&w.config, &["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["canary"]["last_result"], "ok", "{v:#}");
+    assert!(v["canary"]["last_ok"].is_string(), "{v:#}");
+    let filed = common::imap_fetch_all(&w.security, "secmail/processed").await;
+    assert!(filed.iter().any(|m| header(m, "Subject").starts_with("secmail canary ")), "the canary is filed");
+    assert!(cases_json(&w.config, true).is_empty(), "a canary opens no case");
+    d.stop();
+}

@@ -82,6 +82,16 @@ pub async fn health_loop(pipeline: Arc<Pipeline>, clock: SharedClock, progress: 
             return;
         }
         let p = pipeline.clone();
+        match store.call(move |c| super::canary::tick(&p, c, now)).await {
+            Ok(alert) => {
+                pipeline.wake_outbox();
+                if let Some((kind, text)) = alert {
+                    run_alert_command(&pipeline.cfg.health.alert_command, kind, &text);
+                }
+            }
+            Err(e) => tracing::warn!("health: the canary could not be sent: {e:#}"),
+        }
+        let p = pipeline.clone();
         match store.call(move |c| other_alerts(&p, c, now)).await {
             Ok(Some(text)) => {
                 pipeline.wake_outbox();
@@ -101,10 +111,12 @@ pub async fn health_loop(pipeline: Arc<Pipeline>, clock: SharedClock, progress: 
             Ok(None) => {}
             Err(e) => tracing::warn!("health: the alert could not be recorded: {e:#}"),
         }
+        // Often enough that an outage of `source_down_after` is seen in time.
+        let every = HEARTBEAT.min(pipeline.cfg.health.source_down_after / 2).max(Duration::from_secs(1));
         tokio::select! {
             // One last record, saying so.
             _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }
@@ -151,7 +163,7 @@ fn source_alert(p: &Pipeline, c: &mut rusqlite::Connection, state: &SourceState,
 
 /// Queue an alert to the coordinator and the backup (`policy.escalate_to`),
 /// each sealed to their key when they have one; `decision` makes it once.
-fn alert_mail(p: &Pipeline, c: &rusqlite::Connection, decision: &str, subject: &str, text: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+pub(crate) fn alert_mail(p: &Pipeline, c: &rusqlite::Connection, decision: &str, subject: &str, text: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     let cfg = &*p.cfg;
     for to in super::timers::escalate_to(cfg) {
         let seal = match (p.keys.member_cert(&to), &p.keys.team) {

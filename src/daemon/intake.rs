@@ -203,6 +203,10 @@ impl Pipeline {
                 summary: "already processed (duplicate delivery); nothing changed".into(),
             });
         }
+        if let Some(summary) = super::canary::returned(self, &tx, seen, raw, now)? {
+            tx.commit()?;
+            return Ok(Outcome { disposition: Disposition::Processed, case: None, duplicate: false, summary });
+        }
         let verdict = self.spam.judge(&SpamInput {
             subject: Some(&msg.subject),
             x_spam_flag: &msg.x_spam_flag,

@@ -11,6 +11,7 @@
 //! finishes. Side effects: everything the edges do (store, source,
 //! transport), plus sd_notify readiness and watchdog pings.
 
+mod canary;
 mod digest;
 mod disclose;
 pub mod health;
@@ -43,6 +44,7 @@ pub use outbox::outbox_sender;
 pub use seen::{Seen, see};
 pub use timers::run_due;
 pub use disclose::credit;
+pub use canary::{CanaryState, read as canary_state};
 
 /// Flag on stored team notifications: kept for threading, not listed as case mail.
 pub const TEAM_NOTICE_FLAG: &str = "team-notice";
