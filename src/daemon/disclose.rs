@@ -170,14 +170,8 @@ fn lift(p: &Pipeline, c: &Connection, case: &store::CaseRow, extra: &CaseExtra, 
     }
     // The reporter: encrypted to the pinned key when there is one.
     if compose::check_address(&case.reporter).is_ok() {
-        let pinned = match store::reporter_key(c, case.id)? {
-            Some((_, bytes)) => Some(crate::crypto::cert_from_bytes(&bytes)?),
-            None => None,
-        };
-        let seal = match (&pinned, &p.keys.team) {
-            (Some(k), Some(team)) => Some(Seal { to: k, team }),
-            _ => None,
-        };
+        let pinned = super::steer::pinned_reporter_key(c, case.id)?;
+        let seal = super::steer::reporter_seal(p, &pinned);
         let body = format!(
             "Hello,\n\nthe vulnerability you reported ({id}) is now public. Thank you!\nThis is the advisory as published:\n\n{adv}\n-- \n{name} <{addr}>\n",
             id = case_id(&cfg.mailbox.case_prefix, case.id),
@@ -218,20 +212,9 @@ fn holders(cfg: &Config, case: &store::CaseRow) -> Vec<String> {
 fn tell(p: &Pipeline, c: &Connection, case: &store::CaseRow, to: &[String], subject: &str, body: &str, decision: &str, now: DateTime<Utc>) -> Result<()> {
     let cfg = &*p.cfg;
     let view = case.view();
-    for member in to {
-        let seal = match (p.keys.member_cert(member), &p.keys.team) {
-            (Some(k), Some(team)) => Some(Seal { to: k, team }),
-            _ => None,
-        };
-        let compose = |seal| compose::note(cfg, &view, member, subject, body, None, seal, None, compose::new_message_id(&cfg.mailbox.address), now);
-        let m = match compose(seal) {
-            Ok(m) => m,
-            Err(_) if seal.is_some() => compose(None)?,
-            Err(e) => return Err(e),
-        };
-        p.queue(c, Some(case.id), format!("{decision}:{}", member.to_ascii_lowercase()), "team-notice", &m, super::TEAM_NOTICE_FLAG, now)?;
-    }
-    Ok(())
+    p.queue_to_members(c, Some(case.id), to, decision, "team-notice", now, |member, seal| {
+        compose::note(cfg, &view, member, subject, body, None, seal, None, compose::new_message_id(&cfg.mailbox.address), now)
+    })
 }
 
 /// `#not-security`: the reporter gets the configured polite answer.
@@ -241,14 +224,8 @@ pub(crate) fn not_security(p: &Pipeline, c: &Connection, id: i64, now: DateTime<
     if compose::check_address(&case.reporter).is_err() {
         return Ok(());
     }
-    let pinned = match store::reporter_key(c, id)? {
-        Some((_, bytes)) => Some(crate::crypto::cert_from_bytes(&bytes)?),
-        None => None,
-    };
-    let seal = match (&pinned, &p.keys.team) {
-        (Some(k), Some(team)) => Some(Seal { to: k, team }),
-        _ => None,
-    };
+    let pinned = super::steer::pinned_reporter_key(c, id)?;
+    let seal = super::steer::reporter_seal(p, &pinned);
     let body = compose::render(
         &cfg.disclosure.not_security_text,
         &[("case_id", case_id(&cfg.mailbox.case_prefix, id)), ("team_address", cfg.mailbox.address.clone())],

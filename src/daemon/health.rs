@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use super::intake::Pipeline;
 use crate::clock::SharedClock;
-use crate::compose::{self, Seal};
+use crate::compose;
 use crate::source::{Progress, SourceState};
 use crate::store::{self, Store};
 
@@ -165,20 +165,9 @@ fn source_alert(p: &Pipeline, c: &mut rusqlite::Connection, state: &SourceState,
 /// each sealed to their key when they have one; `decision` makes it once.
 pub(crate) fn alert_mail(p: &Pipeline, c: &rusqlite::Connection, decision: &str, subject: &str, text: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
     let cfg = &*p.cfg;
-    for to in super::timers::escalate_to(cfg) {
-        let seal = match (p.keys.member_cert(&to), &p.keys.team) {
-            (Some(k), Some(team)) => Some(Seal { to: k, team }),
-            _ => None,
-        };
-        let compose = |seal| compose::alert(cfg, &to, subject, text, seal, compose::new_message_id(&cfg.mailbox.address), now);
-        let m = match compose(seal) {
-            Ok(m) => m,
-            Err(_) if seal.is_some() => compose(None)?,
-            Err(e) => return Err(e),
-        };
-        p.queue(c, None, format!("{decision}:{}", to.to_ascii_lowercase()), "alert", &m, super::TEAM_NOTICE_FLAG, now)?;
-    }
-    Ok(())
+    p.queue_to_members(c, None, &super::timers::escalate_to(cfg), decision, "alert", now, |to, seal| {
+        compose::alert(cfg, to, subject, text, seal, compose::new_message_id(&cfg.mailbox.address), now)
+    })
 }
 
 /// Keys that expire within 30 days, or have expired, and mail the SMTP server

@@ -83,6 +83,42 @@ impl Pipeline {
         &self.store
     }
 
+    /// The seal of mail to a team member: their configured key and the team
+    /// key, when both exist.
+    pub(super) fn member_seal(&self, addr: &str) -> Option<compose::Seal<'_>> {
+        match (self.keys.member_cert(addr), &self.keys.team) {
+            (Some(k), Some(team)) => Some(compose::Seal { to: k, team }),
+            _ => None,
+        }
+    }
+
+    /// Queue one mail per address in `to`, built by `build(address, seal)`
+    /// and sealed to that member's key when they have one. A key that cannot
+    /// encrypt gives them the same mail in clear: only for mail that never
+    /// carries report text (reminders, alerts, digests, embargo notes).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn queue_to_members(
+        &self,
+        c: &Connection,
+        case: Option<i64>,
+        to: &[String],
+        decision: &str,
+        kind: &str,
+        now: DateTime<Utc>,
+        build: impl Fn(&str, Option<compose::Seal<'_>>) -> Result<compose::Composed>,
+    ) -> Result<()> {
+        for member in to {
+            let seal = self.member_seal(member);
+            let m = match build(member, seal) {
+                Ok(m) => m,
+                Err(_) if seal.is_some() => build(member, None)?,
+                Err(e) => return Err(e),
+            };
+            self.queue(c, case, format!("{decision}:{}", member.to_ascii_lowercase()), kind, &m, TEAM_NOTICE_FLAG, now)?;
+        }
+        Ok(())
+    }
+
     /// Woken when a decision may have scheduled a timer job.
     pub(super) fn timers(&self) -> Arc<Notify> {
         self.timers.clone()

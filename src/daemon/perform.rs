@@ -308,10 +308,7 @@ impl<'a> Perform<'a> {
         let problems = self.problems.clone();
         let content = Content { text: self.seen.text(), protected_subject: self.seen.protected_subject(), crypto: &crypto_line, problems: &problems };
         for member in recipients {
-            let seal = match (self.p.keys.member_cert(member), &self.p.keys.team) {
-                (Some(k), Some(team)) => Some(Seal { to: k, team }),
-                _ => None,
-            };
+            let seal = self.p.member_seal(member);
             let compose = |seal| compose::team_notice(cfg, &row, &self.seen.msg, &content, notice, member, seal, compose::new_message_id(&cfg.mailbox.address), self.now);
             let m: Composed = match compose(seal) {
                 Ok(m) => m,
@@ -447,10 +444,7 @@ impl<'a> Perform<'a> {
         let cfg = &*self.p.cfg;
         let id = self.case.context("a refusal without a case")?;
         let view = store::get_case(self.c, id)?.context("case vanished")?.view();
-        let seal = match (self.p.keys.member_cert(to), &self.p.keys.team) {
-            (Some(k), Some(team)) => Some(Seal { to: k, team }),
-            _ => None,
-        };
+        let seal = self.p.member_seal(to);
         let mid = &self.seen.msg.message_id;
         let compose = |seal| compose::command_error(cfg, &view, to, error, mid, seal, compose::new_message_id(&cfg.mailbox.address), self.now);
         let m = match compose(seal).or_else(|_| compose(None)) {

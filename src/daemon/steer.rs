@@ -177,6 +177,21 @@ fn change_state(p: &Pipeline, c: &Connection, id: i64, cmd: &Command, now: DateT
     Ok((current, next))
 }
 
+/// The reporter key pinned on case `id`, if any.
+pub(crate) fn pinned_reporter_key(c: &Connection, id: i64) -> Result<Option<crate::crypto::Cert>> {
+    store::reporter_key(c, id)?
+        .map(|(_, bytes)| crate::crypto::cert_from_bytes(&bytes).context("the pinned reporter key"))
+        .transpose()
+}
+
+/// The seal of mail to the reporter: the pinned key and the team key, when both exist.
+pub(crate) fn reporter_seal<'a>(p: &'a Pipeline, pinned: &'a Option<crate::crypto::Cert>) -> Option<Seal<'a>> {
+    match (pinned, &p.keys.team) {
+        (Some(k), Some(team)) => Some(Seal { to: k, team }),
+        _ => None,
+    }
+}
+
 /// Send the team's answer to the reporter of case `id` (a verified team mail,
 /// or `secmail case ID reply --file F`): sealed to the pinned reporter key when
 /// there is one and signed by the team key, in the case's thread; records the
@@ -203,14 +218,8 @@ pub(crate) fn relay(
         store::add_event(c, id, now, "relay-failed", Some(actor), &why)?;
         return Ok(Err(why));
     }
-    let pinned = match store::reporter_key(c, id)? {
-        Some((_, bytes)) => Some(crate::crypto::cert_from_bytes(&bytes).context("the pinned reporter key")?),
-        None => None,
-    };
-    let seal = match (&pinned, &p.keys.team) {
-        (Some(k), Some(team)) => Some(Seal { to: k, team }),
-        _ => None,
-    };
+    let pinned = pinned_reporter_key(c, id)?;
+    let seal = reporter_seal(p, &pinned);
     let parent = store::last_message_from(c, id, &to)?;
     let m = match compose::relay(cfg, &row.view(), &to, text, attachments, parent.as_deref(), seal, compose::new_message_id(&cfg.mailbox.address), now) {
         Ok(m) => m,

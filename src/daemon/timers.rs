@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::intake::Pipeline;
 use crate::case::case_id;
-use crate::compose::{self, DeadlineMail, Promise, Seal};
+use crate::compose::{self, DeadlineMail, Promise};
 use crate::config::Config;
 use crate::deadline::{self, Kind};
 use crate::store::{self, JobRow};
@@ -203,21 +203,9 @@ pub(crate) fn escalate_to(cfg: &Config) -> Vec<String> {
 #[allow(clippy::too_many_arguments)]
 fn send(p: &Pipeline, c: &Connection, view: &crate::case::CaseView, which: DeadlineMail, promise: &Promise<'_>, to: &[String], decision: &str, now: DateTime<Utc>) -> Result<()> {
     let cfg = &*p.cfg;
-    for member in to {
-        let seal = match (p.keys.member_cert(member), &p.keys.team) {
-            (Some(k), Some(team)) => Some(Seal { to: k, team }),
-            _ => None,
-        };
-        let compose = |seal| compose::deadline_mail(cfg, view, which, promise, member, seal, compose::new_message_id(&cfg.mailbox.address), now);
-        let m = match compose(seal) {
-            Ok(m) => m,
-            // A member key that cannot encrypt: the mail carries no report text.
-            Err(_) if seal.is_some() => compose(None)?,
-            Err(e) => return Err(e),
-        };
-        p.queue(c, Some(view.id), format!("{decision}:{}", member.to_ascii_lowercase()), "deadline", &m, super::TEAM_NOTICE_FLAG, now)?;
-    }
-    Ok(())
+    p.queue_to_members(c, Some(view.id), to, decision, "deadline", now, |member, seal| {
+        compose::deadline_mail(cfg, view, which, promise, member, seal, compose::new_message_id(&cfg.mailbox.address), now)
+    })
 }
 
 /// The reporter did not answer the team's question: a polite notice, and the
@@ -228,14 +216,8 @@ fn close_if_silent(p: &Pipeline, c: &Connection, job: &JobRow, case: &store::Cas
     if case.state != "waiting-on-reporter" || store::reporter_wrote_since(c, case.id, &case.reporter, asked)? {
         return Ok("the reporter answered or the state moved on; nothing to do".into());
     }
-    let pinned = match store::reporter_key(c, case.id)? {
-        Some((_, bytes)) => Some(crate::crypto::cert_from_bytes(&bytes)?),
-        None => None,
-    };
-    let seal = match (&pinned, &p.keys.team) {
-        (Some(k), Some(team)) => Some(Seal { to: k, team }),
-        _ => None,
-    };
+    let pinned = super::steer::pinned_reporter_key(c, case.id)?;
+    let seal = super::steer::reporter_seal(p, &pinned);
     let parent = store::last_message_from(c, case.id, &case.reporter)?;
     if compose::check_address(&case.reporter).is_ok() {
         let m = compose::closed_silent(cfg, &case.view(), &case.reporter, parent.as_deref(), seal, compose::new_message_id(&cfg.mailbox.address), now)?;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::intake::Pipeline;
 use crate::case::case_id;
-use crate::compose::{self, Seal};
+use crate::compose;
 use crate::store;
 
 /// Meta key of the last weekly digest.
@@ -57,19 +57,9 @@ pub(crate) fn weekly_once(p: &Pipeline, c: &mut rusqlite::Connection, now: DateT
     }
     let body = digest_text(p, &tx, last, now)?;
     let subject = format!("secmail: digest {} to {}", last.format("%Y-%m-%d"), now.format("%Y-%m-%d"));
-    for member in cfg.team.recipients() {
-        let seal = match (p.keys.member_cert(&member), &p.keys.team) {
-            (Some(k), Some(team)) => Some(Seal { to: k, team }),
-            _ => None,
-        };
-        let compose = |seal| compose::alert(cfg, &member, &subject, &body, seal, compose::new_message_id(&cfg.mailbox.address), now);
-        let m = match compose(seal) {
-            Ok(m) => m,
-            Err(_) if seal.is_some() => compose(None)?,
-            Err(e) => return Err(e),
-        };
-        p.queue(&tx, None, format!("weekly:{}:{}", store::ts(now), member.to_ascii_lowercase()), "digest", &m, super::TEAM_NOTICE_FLAG, now)?;
-    }
+    p.queue_to_members(&tx, None, &cfg.team.recipients(), &format!("weekly:{}", store::ts(now)), "digest", now, |member, seal| {
+        compose::alert(cfg, member, &subject, &body, seal, compose::new_message_id(&cfg.mailbox.address), now)
+    })?;
     store::meta_set(&tx, WEEKLY_META, &store::ts(now))?;
     tx.commit()?;
     tracing::info!("weekly digest queued");
