@@ -744,7 +744,12 @@ async fn idle_once(
         let (wait, _stop) = idle.wait_with_timeout(period);
         tokio::select! {
             r = tokio::time::timeout(period, wait) => match r {
-                Ok(Ok(resp)) => describe(&resp),
+                // A server going away says BYE and closes: waiting for the
+                // answer to DONE would only run into COMMAND_TIMEOUT.
+                Ok(Ok(resp)) => match bye(&resp) {
+                    Some(why) => return Err(protocol("IDLE", format!("the server ended the session: {why}"))),
+                    None => describe(&resp),
+                },
                 Ok(Err(e)) => return Err(protocol("IDLE", e)),
                 Err(_) => "timeout".to_string(),
             },
@@ -753,6 +758,15 @@ async fn idle_once(
     };
     debug!(after = ?started.elapsed(), "IMAP IDLE ended: {woke}");
     cmd("DONE (end of IDLE)", COMMAND_TIMEOUT, idle.done()).await
+}
+
+/// The server's words when `resp` is an untagged BYE (RFC 3501 §7.1.5).
+fn bye(resp: &IdleResponse) -> Option<String> {
+    let IdleResponse::NewData(data) = resp else { return None };
+    match data.parsed() {
+        Response::Data { status: Status::Bye, outcome } => Some(outcome.information.as_deref().unwrap_or("BYE").to_string()),
+        _ => None,
+    }
 }
 
 /// What ended an IDLE, for the debug log: the kind of response only, never data.
