@@ -103,6 +103,15 @@
 # dedicated mail user; both tests and CI run as root on this project's hosts.
 set -euo pipefail
 
+# The servers started here must not inherit the caller's descriptors: a pipe
+# would keep the caller's reader waiting, a lock (`flock FILE cargo test`)
+# would be held for as long as the server runs.
+for fd in /proc/$$/fd/*; do
+    fd="${fd##*/}"
+    # (255: bash reads this script from it.)
+    [ "$fd" -gt 2 ] 2>/dev/null && [ "$fd" -ne 255 ] && eval "exec $fd>&-" 2>/dev/null || true
+done
+
 readonly REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DIR="${SECMAIL_HARNESS_DIR:-$REPO/target/harness}"
 mkdir -p "$DIR"
@@ -1074,7 +1083,9 @@ require_setup() {
 cmd_stop_dovecot() {
     exec 9>"$DIR/.lock"
     flock 9
-    stop_server dovecot
+    # With its imap processes: left alone, one serves a client that is already
+    # connected for half a minute more, and the outage is not one.
+    stop_servers dovecot
     wait_ports closed dovecot $DOVECOT_PORTS
 }
 
