@@ -665,9 +665,6 @@ fn quarantine(cfg: &Config, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How long the mail source may be down before `status` says "down" (2)
-/// rather than "degraded" (1).
-const SOURCE_DOWN_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 /// A heartbeat older than this means the daemon does not run.
 const HEARTBEAT_STALE: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -710,7 +707,9 @@ fn status(cfg: &Config, clock: &dyn Clock, as_json: bool) -> Result<ExitCode> {
         Some(h) => {
             let since = now - h.source_since;
             match h.source_state.as_str() {
-                "down" if since > SOURCE_DOWN_AFTER => flag(2, format!("source: {} for {}", h.source_detail, human_secs(since))),
+                // Down for `health.source_down_after` (when the alert goes
+                // out): "down" (2); before that "degraded" (1).
+                "down" if since >= chrono::Duration::from_std(cfg.health.source_down_after).unwrap_or(chrono::Duration::MAX) => flag(2, format!("source: {} for {}", h.source_detail, human_secs(since))),
                 "down" | "config-error" => flag(1, format!("source: {} for {}", h.source_detail, human_secs(since))),
                 _ => {}
             }
