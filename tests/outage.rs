@@ -739,3 +739,130 @@ async fn disk_full_for_the_database() {
     );
     assert!(d.stop().success(), "clean exit; log:\n{}", d.log());
 }
+
+// ---------------------------------------------------------------- 6. alerts
+
+/// `secmail status`'s exit code (0 healthy, 1 degraded, 2 down).
+fn status_code(config: &Path) -> i32 {
+    let out = common::secmail(config, &["status", "--json"]);
+    out.status.code().unwrap_or(-1)
+}
+
+/// The Subjects of the mail in `user`'s INBOX.
+async fn subjects(user: &str) -> Vec<String> {
+    inbox(user).await.iter().map(|m| header(m, "Subject")).collect()
+}
+
+/// Lines written by `health.alert_command` (one `kind` per run).
+fn alert_runs(path: &Path) -> Vec<String> {
+    fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// The IMAP server is away longer than `health.source_down_after`: the
+/// coordinator gets one alert (however long it lasts) and, once the mailbox
+/// can be read again, one recovery note; `health.alert_command` runs for
+/// each; `secmail status` says "down" (exit 2) meanwhile and healthy after.
+#[tokio::test(flavor = "multi_thread")]
+async fn mailbox_unreadable_alerts_once_then_notes_recovery() {
+    let _x = exclusive().await;
+    let tag = "source-down-alert";
+    let probe = tempfile::tempdir().unwrap();
+    let runs = probe.path().join("alerts.log");
+    let extra = format!(
+        "[health]\nsource_down_after = \"10s\"\ncanary_every = \"0\"\nalert_command = \"echo \\\"$SECMAIL_ALERT_KIND\\\" >> {}\"\n",
+        runs.display()
+    );
+    let w = world_with(tag, Mode::IdleStarttls, &extra);
+    let mut d = start_daemon(&w, Mode::IdleStarttls).await;
+    let pid = d.pid();
+    wait_or_log(&d, "status healthy", Duration::from_secs(30), || async { (status_code(&w.config) == 0).then_some(()) }).await;
+
+    harness("stop-dovecot");
+    let down = Instant::now();
+    wait_log(&d, "IMAP: connection lost or refused", Duration::from_secs(30)).await;
+    println!("[measure] {tag}: outage seen {:?} after Dovecot stopped", down.elapsed());
+    let db = w.dir.join("secmail.db");
+    wait_or_log(&d, "the source-down alert in the outbox", Duration::from_secs(60), || async {
+        outbox(&db).iter().any(|r| r.kind == "alert").then_some(())
+    })
+    .await;
+    println!("[measure] {tag}: alert queued {:?} after Dovecot stopped (source_down_after 10s)", down.elapsed());
+    assert!(down.elapsed() >= Duration::from_secs(10), "not before source_down_after");
+    assert_eq!(status_code(&w.config), 2, "status says down while the mailbox cannot be read");
+    // The outage goes on for three more heartbeats (every 5 s here): still
+    // one alert.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let alerts: Vec<OutRow> = outbox(&db).into_iter().filter(|r| r.kind == "alert").collect();
+    assert_eq!(alerts.len(), 1, "one alert per outage: {alerts:#?}");
+    assert!(alerts[0].recipients.contains(&w.member), "to the coordinator: {alerts:#?}");
+
+    harness("start-dovecot");
+    wait_log(&d, "IMAP: connection restored after", RECOVERY_TIMEOUT).await;
+    // The alert waited in Postfix's queue while Dovecot was away.
+    harness("flush-postfix");
+    let got = wait_or_log(&d, "the alert and the recovery note in the coordinator's mailbox", RECOVERY_TIMEOUT, || async {
+        let s = subjects(&w.member).await;
+        (s.len() >= 2).then_some(s)
+    })
+    .await;
+    let alert = format!("secmail ALERT: {} cannot be read", w.security);
+    let note = format!("secmail: {} can be read again", w.security);
+    assert_eq!(got.iter().filter(|s| **s == alert).count(), 1, "{got:#?}");
+    assert_eq!(got.iter().filter(|s| **s == note).count(), 1, "{got:#?}");
+    assert_eq!(got.len(), 2, "nothing else: {got:#?}");
+    let text = String::from_utf8_lossy(&inbox(&w.member).await.into_iter().find(|m| header(m, "Subject") == alert).unwrap()).to_string();
+    assert!(text.contains("Mail waits on the server"), "the alert says what it means:\n{text}");
+    wait_or_log(&d, "alert_command run for the alert and the recovery", Duration::from_secs(30), || async {
+        (alert_runs(&runs) == ["alert", "recovered"]).then_some(())
+    })
+    .await;
+    wait_or_log(&d, "status healthy again", Duration::from_secs(30), || async { (status_code(&w.config) == 0).then_some(()) }).await;
+
+    assert_alive(&mut d, pid);
+    assert!(d.stop().success(), "clean exit; log:\n{}", d.log());
+}
+
+/// The path back is broken: the MTA accepts mail to security@ and drops it
+/// (a `DISCARD` access rule), so the canary never returns: one alert to the
+/// coordinator. Once the path is mended, the next canary returns and a note
+/// says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn canary_dropped_at_the_mta_alerts() {
+    let _x = exclusive().await;
+    let tag = "canary-dropped";
+    let w = world(tag, Mode::IdleStarttls);
+    let key = common::write_secret(&w.dir, "team.sec.asc", &fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pgp/team-cv25519.sec.asc")).unwrap());
+    // secmail sends through the policy port, where the canary is dropped.
+    let text = fs::read_to_string(&w.config).unwrap();
+    let submission = format!("port = {}\n", servers().submission_port);
+    assert_eq!(count(&text, &submission), 1, "{text}");
+    let text = text.replace(&submission, &format!("port = {POLICY_PORT}\n"))
+        + &format!("\n[openpgp]\nsecret_keys = [\"{}\"]\n\n[health]\ncanary_every = \"15s\"\ncanary_within = \"10s\"\n", key.display());
+    fs::write(&w.config, text).unwrap();
+    let rule = AccessRule::new(&w.security);
+    rule.set(Some("DISCARD dropped by the canary test"));
+    let mut d = start_daemon(&w, Mode::IdleStarttls).await;
+    let pid = d.pid();
+
+    let want = format!("secmail ALERT: the canary to {} did not come back", w.security);
+    let got = wait_inbox(&d, &w.member, 1, Duration::from_secs(90), "the canary alert").await;
+    assert_eq!(header(&got[0], "Subject"), want);
+    let out = common::secmail(&w.config, &["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["canary"]["last_result"], "missed", "{st:#}");
+    assert_eq!(out.status.code(), Some(1), "a missed canary is degraded: {st:#}");
+    assert!(common::imap_fetch_all(&w.security, "secmail/processed").await.is_empty(), "no canary arrived");
+
+    rule.set(None);
+    let note = format!("secmail: the canary to {} comes back again", w.security);
+    let got = wait_or_log(&d, "the recovery note", Duration::from_secs(90), || async {
+        let s = subjects(&w.member).await;
+        s.contains(&note).then_some(s)
+    })
+    .await;
+    assert_eq!(got.iter().filter(|s| **s == want).count(), 1, "one alert per miss: {got:#?}");
+    assert!(cases_json(&w.config, true).is_empty(), "canaries open no case");
+    drop(rule);
+    assert_alive(&mut d, pid);
+    assert!(d.stop().success(), "clean exit; log:\n{}", d.log());
+}

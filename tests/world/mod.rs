@@ -129,7 +129,8 @@ pub fn try_case_json(config: &Path, id: &str) -> Option<Value> {
 
 pub fn header(raw: &[u8], name: &str) -> String {
     let m = MessageParser::default().parse(raw).expect("parseable mail");
-    m.header_raw(name).unwrap_or("").trim().to_string()
+    // Unfolded (RFC 5322 §2.2.3): a long Subject arrives on several lines.
+    m.header_raw(name).unwrap_or("").replace("\r\n", "").replace('\n', "").trim().to_string()
 }
 
 /// Waits until `n` messages sit in the security mailbox's `folder`.
