@@ -502,3 +502,36 @@ async fn the_canary_comes_back_through_the_real_path() {
     assert!(cases_json(&w.config, true).is_empty(), "a canary opens no case");
     d.stop();
 }
+
+/// The weekly digest, on a short period: the coordinator gets it in the
+/// mailbox, listing the open case with its next deadline, how many cases were
+/// opened and closed, and what the spam filter held; no report text.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_digest_lists_open_cases_counts_and_quarantine() {
+    let w = world_with("digest", Mode::IdleStarttls, "[health]\ndigest_every = \"40s\"\ncanary_every = \"0\"\n");
+    let mut d = Daemon::start(&w.config);
+    d.wait_for_log("secmail running", ACK_TIMEOUT).await;
+    let t0 = Instant::now();
+    let other = unique_addr("reporter-digest-b");
+    smtp_send(&w.reporter, &[&w.security], &report(&w.reporter, &w.security, "Heap overflow in the parser", &unique_addr("dg1"), "", "Secret PoC: AAAA")).await;
+    smtp_send(&other, &[&w.security], &report(&other, &w.security, "Open redirect on login", &unique_addr("dg2"), "", "PoC")).await;
+    smtp_send(&other, &[&w.security], &report(&other, &w.security, "Hello friend", &unique_addr("dg3"), "X-Spam-Flag: YES\r\n", "spam")).await;
+    wait_for("two cases", ACK_TIMEOUT, || async { (cases_json(&w.config, true).len() == 2).then_some(()) }).await;
+    let closed = secmail(&w.config, &["case", "SEC-2", "close"]);
+    assert!(closed.status.success(), "{}", String::from_utf8_lossy(&closed.stderr));
+    assert!(t0.elapsed() < Duration::from_secs(40), "the mail went in within the first period ({:?}); the test needs a longer digest_every", t0.elapsed());
+
+    let digest = wait_for("the digest in the coordinator's mailbox", Duration::from_secs(120), || async {
+        inbox(&w.member).await.into_iter().find(|m| header(m, "Subject").starts_with("secmail: digest "))
+    })
+    .await;
+    let m = MessageParser::default().parse(&digest).unwrap();
+    let text = m.body_text(0).unwrap().to_string();
+    assert!(text.contains("Cases opened: 2   closed: 1   open now: 1"), "{text}");
+    let line = text.lines().find(|l| l.contains("SEC-1")).unwrap_or_else(|| panic!("SEC-1 listed:\n{text}"));
+    assert!(line.contains("first-response") && line.contains("Heap overflow in the parser"), "{line}");
+    assert!(!text.contains("Open redirect"), "a closed case is not open:\n{text}");
+    assert!(text.contains("Quarantine: 1 message(s) held"), "{text}");
+    assert!(!text.contains("Secret PoC"), "no report text:\n{text}");
+    d.stop();
+}
