@@ -42,6 +42,13 @@ pub struct BodyShape {
     /// Links in the head of the text (`http(s)://`, `www.`) or in the HTML
     /// (`href=`), whichever is more.
     pub links: usize,
+    /// Links in `head` or the HTML to a public IPv4 address instead of a
+    /// name (`http://81.9.8.40/...`); loopback and private addresses, common
+    /// in a proof of concept, do not count.
+    pub ip_links: usize,
+    /// Share of upper-case letters among the letters of `head` (0 when it
+    /// has fewer than [`CAPS_MIN_LETTERS`]).
+    pub caps_ratio: f64,
     /// Words in `head`.
     pub words: usize,
     /// File names of the attachments, lowercased.
@@ -50,6 +57,11 @@ pub struct BodyShape {
     pub zipped: Vec<String>,
 }
 
+/// Letters `head` needs before its share of capitals means anything.
+pub const CAPS_MIN_LETTERS: usize = 200;
+
+static IP_URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bhttps?://(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b").expect("static regex"));
 static URL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bhttps?://|\bwww\.[a-z0-9-]+\.").expect("static regex"));
 static HREF: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"(?i)<a\s[^>]*href\s*="#).expect("static regex"));
 static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<(?:style|script)\b.*?</(?:style|script)\s*>|<!--.*?-->|<[^>]*>").expect("static regex"));
@@ -89,6 +101,7 @@ pub fn shape(msg: &Message<'_>) -> BodyShape {
     let mut first_text: Option<String> = None;
     let mut first_html: Option<String> = None;
     let mut hrefs = 0usize;
+    let mut html_ip_links = 0usize;
     for part in &msg.parts {
         let is_attachment = part.attachment_name().is_some()
             || part.content_disposition().is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
@@ -107,6 +120,7 @@ pub fn shape(msg: &Message<'_>) -> BodyShape {
                 out.has_html = true;
                 let scan = head_bytes(h, HTML_SCAN);
                 hrefs += HREF.find_iter(scan).count();
+                html_ip_links += public_ip_links(scan);
                 let text = html_text(h);
                 out.text_chars += text.chars().filter(|c| !c.is_whitespace()).count();
                 first_html.get_or_insert_with(|| head_chars(&text, HEAD_CHARS).to_string());
@@ -135,7 +149,21 @@ pub fn shape(msg: &Message<'_>) -> BodyShape {
     out.head = first_text.filter(|t| !t.trim().is_empty()).or(first_html).unwrap_or_default();
     out.words = out.head.split_whitespace().count();
     out.links = URL.find_iter(&out.head).count().max(hrefs);
+    out.ip_links = public_ip_links(&out.head).max(html_ip_links);
+    let (letters, caps) = out.head.chars().filter(|c| c.is_alphabetic()).fold((0usize, 0usize), |(l, u), c| (l + 1, u + c.is_uppercase() as usize));
+    out.caps_ratio = if letters >= CAPS_MIN_LETTERS { caps as f64 / letters as f64 } else { 0.0 };
     out
+}
+
+/// Links to a literal public IPv4 address in `text`.
+fn public_ip_links(text: &str) -> usize {
+    IP_URL
+        .captures_iter(text)
+        .filter(|c| {
+            let (a, b): (u8, u8) = (c[1].parse().unwrap_or(0), c[2].parse().unwrap_or(0));
+            !(a == 0 || a == 10 || a == 127 || (a == 169 && b == 254) || (a == 172 && (16..32).contains(&b)) || (a == 192 && b == 168))
+        })
+        .count()
 }
 
 fn is_zip(name: &str, subtype: Option<&str>) -> bool {
@@ -243,6 +271,8 @@ mod tests {
         let s = parse("From: a@b.c\r\nSubject: x\r\n\r\nSee https://a.example/x and www.b.example.org now\r\n");
         assert!(s.has_plain && !s.has_html);
         assert_eq!((s.links, s.words, s.images), (2, 5, 0));
+        let s = parse("From: a@b.c\r\n\r\nhttp://81.9.8.40/x and http://127.0.0.1:8080/poc http://192.168.1.1/ http://10.0.0.1/\r\n");
+        assert_eq!((s.links, s.ip_links), (4, 1));
         let html = "From: a@b.c\r\nContent-Type: text/html\r\n\r\n<html><style>p{}</style><a href=\"x\"><img src=\"cid:1\"></a><a href='y'>Buy</a></html>\r\n";
         let s = parse(html);
         assert!(s.has_html && !s.has_plain);

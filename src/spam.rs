@@ -128,6 +128,14 @@ pub const DEFAULT_RULES: &[(&str, &str, f64)] = &[
         1.5,
     ),
     ("bug-bounty-mention", r"(?i)\bbount(?:y|ies)\b", 1.0),
+    (
+        "tracking-token",
+        // a bulk mailer's per-recipient token: a run of blanks then a code
+        // at the end, or digits glued to the last word
+        r"\S\s{4,}\S+\s*$|\S[ \t]{3,}$|[\p{L}!?.,][0-9]{5,}\s*$|[a-z][A-Z]{4,}\s*$",
+        2.0,
+    ),
+    ("adv-label", r"^\s*(?:ADV|Adv|adv)\s*:", 5.0),
     // --- medium: ambiguous words, need a second signal (2–3) ----------------
     (
         "sales-opener",
@@ -287,11 +295,15 @@ pub const SIGNALS: &[(&str, f64, &str)] = &[
     ("auth-dkim-fail", DKIM_FAIL_SCORE, "trusted Authentication-Results: dkim=fail"),
     ("forged-own-address", 10.0, "From is our own mailbox address or an alias, on mail that is not ours"),
     ("impersonates-project", 3.0, "the display name names the project (or our address) with a team or account word, sent from outside our domain"),
-    ("body-security-vocabulary", -2.5, "credit: two or more kinds of security-report vocabulary in the body (CVE ids, PoC, steps to reproduce, overflow, ...)"),
-    ("body-spam-vocabulary", 1.5, "per kind of spam phrase in the body (click here, unsubscribe, SEO, lottery, verify your account, ...), at most three kinds"),
+    ("body-security-vocabulary", -1.5, "credit per kind of security-report vocabulary in the body (CVE ids, PoC, steps to reproduce, overflow, ...), from two kinds on, at most four"),
+    ("off-topic", 1.0, "neither the subject nor the body uses any security vocabulary"),
+    ("off-topic-long", 1.0, "off-topic over 150 words or more: a long text that never touches security"),
+    ("body-spam-vocabulary", 1.5, "per kind of spam phrase in the body (click here, opt-out footers, SEO, lottery, verify your account, toll-free numbers, ...), at most four kinds"),
     ("link-density", 2.0, "three or more links and fewer than twelve words per link"),
+    ("ip-address-link", 2.0, "a link to a public IP address instead of a name"),
+    ("shouting-body", 2.0, "more than half of the letters of the body's opening are capitals"),
     ("image-only", 3.0, "one or more images and under 40 characters of text"),
-    ("html-only", 1.0, "an HTML body without a plain-text alternative"),
+    ("html-only", 1.5, "an HTML body without a plain-text alternative"),
     ("empty-body", 1.5, "no text, no image, no attachment"),
     ("executable-attachment", 5.0, "an attachment that runs when opened (.exe, .scr, .vbs, .hta, .lnk, .bat, ...)"),
     ("script-attachment", 2.5, "a .js attachment"),
@@ -300,12 +312,12 @@ pub const SIGNALS: &[(&str, f64, &str)] = &[
     ("zipped-executable", 5.0, "a .zip attachment whose directory lists an executable, script or disk image"),
 ];
 
-/// Kinds of security-report vocabulary in a body: two distinct kinds earn
-/// the `body-security-vocabulary` credit (one word alone is too easy to
-/// use in a pitch).
+/// Kinds of security-report vocabulary in a body: from two distinct kinds on
+/// (one word alone is too easy to use in a pitch), each earns the
+/// `body-security-vocabulary` credit, at most [`BODY_SECURITY_MAX_KINDS`].
 const BODY_SECURITY_TERMS: &[&str] = &[
     r"(?i)\bcve-\d{4}-\d{4,}|\bcwe-\d+|\bcvss\b|\bghsa-",
-    r"(?i)\bvulnerab\w*|vulnérab\w*|\bschwachstelle|уязвим|漏洞|脆弱性|\bsecurity (?:issue|bug|flaw|hole|problem)\b",
+    r"(?i)\bvulnerab\w*|vulnérab\w*|\bschwachstelle|уязвим|漏洞|脆弱性|\bsecurity (?:issue|bug|flaw|hole|problem)s?\b",
     r"(?i)\bproof[- ]of[- ]concept\b|\bpoc\b|\bpayload\b",
     r"(?i)\bsteps to reproduce\b|\bto reproduce\b|\breproduc(?:er|ible|tion)\b",
     r"(?i)\bexploit\w*",
@@ -320,20 +332,37 @@ const BODY_SECURITY_TERMS: &[&str] = &[
 /// Kinds of spam phrasing in a body; each distinct kind adds the
 /// `body-spam-vocabulary` score, at most [`BODY_SPAM_MAX_KINDS`] of them.
 const BODY_SPAM_TERMS: &[&str] = &[
-    r"(?i)\bunsubscribe\b|\bopt[- ]out\b|\bto stop receiving\b|\bno longer wish to receive\b|\bremove (?:me|you) from (?:our|this|the) (?:list|mailing)",
-    r"(?i)\bclick (?:here|below|the (?:link|button) below|on the (?:link|button))\b",
-    r"(?i)\blimited time\b|\bact now\b|\b(?:special|exclusive) (?:offer|deal|discount)\b|\bfree trial\b|\brisk[- ]free\b|\bno obligation\b|\b100% (?:free|guaranteed|satisfaction)\b|\b(?:best|lowest) prices?\b|\b(?:order|buy|shop) now\b|\b\d{2}% off\b",
-    r"(?i)\bseo\b|\bback-?links?\b|\bguest (?:post|article)s?\b|\bfirst page of google\b|\bsearch engine (?:rank\w*|optimi[sz]ation)\b|\bweb(?:site)? (?:traffic|redesign|design services|development services)\b|\bdigital marketing\b|\blead generation\b|\bdomain authority\b|\bsocial media marketing\b",
-    r"(?i)\blotter(?:y|ies)\b|\binheritance\b|\bbeneficiary\b|\bnext of kin\b|\bwestern union\b|\bmoneygram\b|\bwire transfer\b|\b(?:million|billion) (?:us )?(?:dollars|usd|euros?)\b|\binvestment opportunit\w*|\bpassive income\b|\bcrypto ?currenc\w*|\bbitcoin\b|\bforex\b|\bbinary options?\b",
+    // opt-out footers of bulk mail
+    r"(?i)\bunsubscribe\b|\bopt[- ]?out\b|\bto stop receiving\b|\bno longer wish to receive\b|\bremove (?:me|you) from (?:our|this|the) (?:list|mailing)|\bto be removed\b|\bremoval (?:instructions|request|link)\b|\b(?:reply|respond|e-?mail) (?:us )?with [\x22']?remove\b|\bremove in the subject\b|\bthis is not (?:a )?spam\b|\bbill s\.? ?1618\b|\bsent in compliance\b|\byou (?:are receiving|received|have received) this (?:e-?mail|message|newsletter|mailing)\b|\bwho does not wish to receive\b|\bexclude(?:d)? (?:yourself|from (?:future|further))\b|\bremove info\b",
+    r"(?i)\bclick (?:here|below|the (?:link|button) below|on the (?:link|button)|this link)\b",
+    r"(?i)\blimited time\b|\bact now\b|\b(?:special|exclusive|introductory|limited) (?:offer|deal|discount|price)\b|\bfree trial\b|\brisk[- ]free\b|\bno obligation\b|\b100% (?:free|guaranteed|satisfaction)\b|\b(?:best|lowest) (?:prices?|rates?)\b|\b(?:order|buy|shop) (?:now|today|online)\b|\b\d{2}% off\b|\bwhy pay more\b|\bsave (?:up to|over|\$)",
+    r"(?i)\bseo\b|\bback-?links?\b|\bguest (?:post|article)s?\b|\bfirst page of google\b|\bsearch engines? (?:rank\w*|optimi[sz]ation|placement|listings?)\b|\bweb(?:site)? (?:traffic|redesign|design services|development services|promotion)\b|\bdigital marketing\b|\blead generation\b|\b(?:fresh|qualified|targeted) leads\b|\bdomain authority\b|\bsocial media marketing\b|\b(?:internet|online|e-?mail|bulk e-?mail) marketing\b|\b(?:targeted|bulk|millions of|fresh) e-?mail (?:addresses|lists?)\b",
+    r"(?i)\blotter(?:y|ies)\b|\binheritance\b|\bbeneficiary\b|\bnext of kin\b|\bwestern union\b|\bmoneygram\b|\bwire transfer\b|\b(?:million|billion) (?:us )?(?:dollars|usd|euros?)\b|\binvestment (?:opportunit\w*|package|returns?)\b|\bpassive income\b|\bcrypto ?currenc\w*|\bbitcoin\b|\bforex\b|\bbinary options?\b|\bstrictly confidential\b|\bassistance in (?:transferring|the transfer)\b|\bbarrister\b|\bcrave your indulgence\b|\b(?:my|the) late (?:husband|father|general|client|wife)\b",
     r"(?i)\bverify your (?:account|e-?mail|identity|mailbox|login)\b|\byour (?:mailbox|e-?mail account|account|password) (?:will|has|is|was) (?:be(?:en)? )?(?:expir|suspend|deactivat|clos|lock|terminat|disabl)\w*|\bmailbox (?:quota|storage|is (?:almost )?full)\b|\b(?:re-?)?validate your\b|\bconfirm your (?:account|password|identity)\b|\bupdate your (?:payment|billing)\b|\bpassword (?:expires|will expire)\b",
-    r"(?i)\bviagra\b|\bcialis\b|\bpharmacy\b|\bdating\b|\blonely\b|\bsingles\b|\bhot (?:girls|women)\b|\bsexy\b|\bporn\w*|\bcasino\b|\bweight loss\b|\bhookup\b",
-    r"(?i)\bdear (?:friend|beneficiary|customer|user|valued|account (?:holder|owner))\b|\bgreetings of the day\b|\bhello dear\b|\bdearest\b",
-    r"(?i)\bour (?:services|agency|company offers|team of experts)\b|\bwe (?:offer|specialize in|provide (?:services|solutions))\b|\baffordable (?:price|rates|cost)\b|\bfree (?:quote|consultation|audit|seo)\b|\b(?:schedule|book) a (?:quick )?(?:call|meeting|demo)\b|\bif you(?:'re| are) interested\b|\bquick call\b",
+    r"(?i)\bviagra\b|\bcialis\b|\bpharmacy\b|\bdating\b|\blonely\b|\bsingles\b|\bhot (?:girls|women)\b|\bsexy\b|\bporn\w*|\bcasino\b|\bweight loss\b|\blose weight\b|\bhookup\b|\bhgh\b|\bpenis\b|\blibido\b|\banti-?aging\b",
+    r"(?i)\bdear (?:friend|beneficiary|customer|user|valued|account (?:holder|owner)|sir or madam|sir/madam|sir / madam)\b|\bgreetings of the day\b|\bhello dear\b|\bdearest\b",
+    r"(?i)\bour (?:services|agency|company offers|team of experts|products?|online store|catalog(?:ue)?)\b|\bwe (?:offer|specialize in|provide (?:services|solutions))\b|\baffordable (?:price|rates|cost)\b|\bfree (?:quote|consultation|audit|seo)\b|\b(?:schedule|book) a (?:quick )?(?:call|meeting|demo)\b|\bif you(?:'re| are) interested\b|\bquick call\b|\bvisit (?:our|my) (?:web ?site|site|home ?page|store)\b",
     r"(?i)\binvoice\b|\bremittance\b|\bpurchase order\b|\bproforma\b|\bpayment (?:confirmation|advice|receipt)\b",
+    // calls to action by phone or form
+    r"(?i)\btoll[- ]free\b|\b1?-?8(?:00|88|77|66)-\d{3}-\d{4}\b|\bcall (?:us )?(?:now|today|toll)\b|\bfill (?:out|in) the (?:form|application)\b|\b(?:respond|order|apply|call|reply) (?:today|now|immediately)\b|\bdon'?t (?:delay|wait)\b",
+    // money promises
+    r"(?i)\b(?:make|earn) (?:up to )?\$\s?\d|\b(?:extra|additional|residual|monthly) income\b|\bincome stream\b|\bhome[- ]based business\b|\bwork (?:from|at) home\b|\bfinancial (?:freedom|independence)\b|\bbe your own boss\b|\bget rich\b|\bmulti-?level marketing\b|\bnetwork marketing\b|\bmoney[- ]back guarantee\b|\b(?:double|triple) your (?:income|money)\b|\bguaranteed (?:results?|income|returns?|approval|rates?)\b|\bprofit potential\b|\bmake (?:more )?money\b|\b100% (?:approval|natural|legal)\b",
+    // loans, debt, insurance
+    r"(?i)\bmortgages?\b|\brefinanc\w*|\bannuit(?:y|ies)\b|\binsurance (?:agents?|products?|leads?|quotes?)\b|\bdebt (?:relief|consolidation|free)\b|\bcredit (?:report|rating|repair|score)\b|\b(?:personal|payday|low[- ]interest) loans?\b|\binterest rates?\b|\bstock (?:picks?|alerts?|tips?)\b|\bcommissions?\b",
+    r"(?i)\bfree (?:gift|report|info\w*|sample|shipping|membership|minutes|software|bonus|money|cash|access|cd|dvd|euro|camera|vacation|trial)\b",
+    // shouting: four exclamation marks, or three amounts of money
+    r"(?s)(?:!.*){4}|(?:[$€£]\s?\d[\d,.]*.*){3}",
 ];
 
+/// Words of text without any security vocabulary from which `off-topic-long`
+/// adds to `off-topic`.
+const OFF_TOPIC_LONG_WORDS: usize = 150;
+
+/// At most this many kinds of security vocabulary earn credit.
+const BODY_SECURITY_MAX_KINDS: usize = 4;
+
 /// At most this many kinds of spam phrasing count.
-const BODY_SPAM_MAX_KINDS: usize = 3;
+const BODY_SPAM_MAX_KINDS: usize = 4;
 
 /// File extensions of attachments that run when opened.
 const EXECUTABLE: &[&str] = &[
@@ -532,7 +561,8 @@ impl SpamFilter {
             });
         }
         if let Some(body) = input.body {
-            matched.extend(self.body_hits(body));
+            let subject_credit = matched.iter().any(|h| h.rule == "security-vocabulary");
+            matched.extend(self.body_hits(body, subject_credit));
         }
         if let Some(h) = self.impersonation(input) {
             matched.push(h);
@@ -560,10 +590,18 @@ impl SpamFilter {
     }
 
     /// The body signals of an unencrypted message.
-    fn body_hits(&self, body: &BodyShape) -> Vec<RuleHit> {
+    /// `subject_credit`: the subject already speaks security vocabulary.
+    fn body_hits(&self, body: &BodyShape, subject_credit: bool) -> Vec<RuleHit> {
         let mut out = Vec::new();
-        if BODY_SECURITY.matches(&body.head).iter().count() >= 2 {
-            out.push(self.signal("body-security-vocabulary"));
+        let security = BODY_SECURITY.matches(&body.head).iter().count();
+        if security >= 2 {
+            let per = self.signal("body-security-vocabulary").score;
+            out.push(hit("body-security-vocabulary", per * security.min(BODY_SECURITY_MAX_KINDS) as f64));
+        } else if security == 0 && !subject_credit {
+            out.push(self.signal("off-topic"));
+            if body.words >= OFF_TOPIC_LONG_WORDS {
+                out.push(self.signal("off-topic-long"));
+            }
         }
         let kinds = BODY_SPAM.matches(&body.head).iter().count().min(BODY_SPAM_MAX_KINDS);
         if kinds > 0 {
@@ -572,6 +610,12 @@ impl SpamFilter {
         }
         if body.links >= 3 && body.words < 12 * body.links {
             out.push(self.signal("link-density"));
+        }
+        if body.ip_links > 0 {
+            out.push(self.signal("ip-address-link"));
+        }
+        if body.caps_ratio > 0.5 {
+            out.push(self.signal("shouting-body"));
         }
         if body.images > 0 && body.text_chars < 40 {
             out.push(self.signal("image-only"));
@@ -1275,6 +1319,12 @@ mod tests {
         SpamInput { subject: Some(subject), body: Some(body), ..Default::default() }
     }
 
+    /// The hits' names but `off-topic` (which every body without security
+    /// vocabulary gets), to look at one signal at a time.
+    fn topical(v: &Verdict) -> Vec<&str> {
+        names(v).into_iter().filter(|n| *n != "off-topic").collect()
+    }
+
     /// See: issue 15. A terse subject with a real report below is not spam;
     /// the same subject over a pitch is.
     #[test]
@@ -1287,7 +1337,8 @@ mod tests {
         let pitch = shape("Dear friend, we offer SEO services to get your site on the first page of Google. Click here to unsubscribe.");
         let v = f.judge(&with_body("hi", &pitch));
         assert!(v.spam, "{v:?}");
-        assert!(v.matched.contains(&hit("body-spam-vocabulary", 4.5)), "three kinds at most: {v:?}");
+        assert!(v.matched.contains(&hit("body-spam-vocabulary", 6.0)), "four kinds at most: {v:?}");
+        assert!(names(&v).contains(&"off-topic"), "{v:?}");
         // One word of the vocabulary is not enough credit.
         assert!(!names(&f.judge(&with_body("x", &shape("a vulnerability")))).contains(&"body-security-vocabulary"));
     }
@@ -1300,11 +1351,19 @@ mod tests {
         let prose = BodyShape { links: 3, words: 200, ..shape("") };
         assert!(!names(&f.judge(&with_body("Offer", &prose))).contains(&"link-density"));
         let image = BodyShape { images: 1, has_html: true, has_plain: false, ..shape("") };
-        assert_eq!(names(&f.judge(&with_body("Offer", &image))), ["image-only", "html-only"]);
+        assert_eq!(topical(&f.judge(&with_body("Offer", &image))), ["image-only", "html-only"]);
         let empty = shape("");
-        assert_eq!(names(&f.judge(&with_body("Offer", &empty))), ["empty-body"]);
+        assert_eq!(topical(&f.judge(&with_body("Offer", &empty))), ["empty-body"]);
         let attached = BodyShape { attachments: vec!["poc.bin".into()], ..shape("") };
-        assert!(f.judge(&with_body("Offer", &attached)).matched.is_empty(), "an attachment is content");
+        assert!(topical(&f.judge(&with_body("Offer", &attached))).is_empty(), "an attachment is content");
+        let ip = BodyShape { ip_links: 1, ..shape("see http://81.9.8.40/") };
+        assert_eq!(topical(&f.judge(&with_body("Offer", &ip))), ["ip-address-link"]);
+        let caps = BodyShape { caps_ratio: 0.8, ..shape("BUY") };
+        assert_eq!(topical(&f.judge(&with_body("Offer", &caps))), ["shouting-body"]);
+        // Off topic: no security word in the subject or the body; longer, more so.
+        let long = shape(&"word ".repeat(200));
+        assert_eq!(names(&f.judge(&with_body("Offer", &long))), ["off-topic", "off-topic-long"]);
+        assert!(names(&f.judge(&with_body("XSS in search", &long))).iter().all(|n| !n.starts_with("off-topic")));
     }
 
     #[test]
@@ -1316,7 +1375,7 @@ mod tests {
                 zipped: zipped.iter().map(|s| s.to_string()).collect(),
                 ..shape("Please see the attached file.")
             };
-            names(&f.judge(&with_body("Document", &b))).into_iter().map(str::to_string).collect::<Vec<_>>()
+            topical(&f.judge(&with_body("Document", &b))).into_iter().map(str::to_string).collect::<Vec<_>>()
         };
         assert_eq!(judge(&["invoice.pdf.exe"], &[]), ["executable-attachment"]);
         assert_eq!(judge(&["scan.iso"], &[]), ["disk-image-attachment"]);
@@ -1351,7 +1410,7 @@ mod tests {
         let cfg = SpamConfig { signals: vec![("link-density".into(), 0.0), ("x-spam-flag".into(), 1.0)], ..default_cfg() };
         let f = SpamFilter::new(&cfg).unwrap();
         let links = BodyShape { links: 5, words: 10, ..shape("see these") };
-        assert!(f.judge(&with_body("Offer", &links)).matched.is_empty(), "silenced signals do not show");
+        assert!(topical(&f.judge(&with_body("Offer", &links))).is_empty(), "silenced signals do not show");
         let flag = ["YES".to_owned()];
         let v = f.judge(&SpamInput { x_spam_flag: &flag, ..subject("Report") });
         assert_eq!(v.matched, [hit("x-spam-flag", 1.0)]);
