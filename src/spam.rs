@@ -1434,6 +1434,18 @@ mod tests {
         assert!(v.spam && names(&v) == ["forged-own-address"], "{v:?}");
     }
 
+    /// The docs list every signal: config.example.toml with its default
+    /// score, the README by name.
+    #[test]
+    fn every_signal_is_documented() {
+        let read = |f: &str| std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let (example, readme) = (read("config.example.toml"), read("README.md"));
+        for (name, score, _) in SIGNALS {
+            assert!(example.lines().any(|l| l == format!("# {name} = {score:?}")), "config.example.toml: # {name} = {score:?}");
+            assert!(readme.contains(&format!("`{name}`")), "README.md: `{name}`");
+        }
+    }
+
     /// One fixture line: the subject and its upstream headers.
     struct Line {
         text: String,
