@@ -165,6 +165,9 @@ fn decide_kind(msg: &Parsed, ctx: &Context) -> Vec<Action> {
                 Append { case_id: c.id, flag: Some(format!("automatic: {why}")) },
                 Event { kind: "automatic-mail", detail: format!("automatic mail recorded ({why}); not answered") },
             ],
+            // Bulk spam often carries List-Unsubscribe: held, it is listed
+            // and digested for a human, like any other spam.
+            None if ctx.spam => vec![Quarantine],
             None => vec![Ignore { reason: format!("automatic mail: {why}") }],
         };
     }
@@ -360,6 +363,8 @@ mod tests {
         assert!(matches!(a[0], Action::Append { case_id: 3, .. }));
         assert!(!a.iter().any(|x| matches!(x, Action::Ack { .. } | Action::Notify(_))));
         assert!(matches!(&decide(&msg(""), &Context { own_message: true, ..ctx() })[..], [Action::Ignore { .. }]));
+        // New bulk mail judged spam is held rather than ignored.
+        assert_eq!(decide(&msg("List-Unsubscribe: <mailto:u@x>\r\n"), &Context { spam: true, ..ctx() }), vec![Action::Quarantine]);
     }
 
     #[test]

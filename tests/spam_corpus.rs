@@ -4,8 +4,8 @@
 //!
 //! Each message goes through the path the daemon takes for new mail
 //! ([`secmail::daemon::see`]: prescan, parse, decrypt; then
-//! [`secmail::daemon::spam_input`] and the filter built from the default
-//! config), and ends one of three ways:
+//! [`secmail::daemon::spam_input`], the filter built from the default config,
+//! and [`secmail::case::decide`]), and ends one of three ways:
 //! - **held**: the filter quarantines it;
 //! - **automatic**: RFC 3834 and bulk mail (`Parsed::automatic`), kept
 //!   without a case and never answered;
@@ -23,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 
+use secmail::case::{Action, Context, TeamStatus, decide};
 use secmail::config::Config;
 use secmail::daemon::{see, spam_input};
 use secmail::keys::Keys;
@@ -75,10 +76,26 @@ impl Judge {
         let seen = see(raw, &self.keys, &self.cfg.limits, now);
         let msg = &seen.msg;
         let verdict = self.filter.judge(&spam_input(msg, &self.cfg.mailbox));
-        let end = match (&msg.automatic, verdict.spam) {
-            (_, true) => End::Held(verdict),
-            (Some(why), false) => End::Automatic(why.clone()),
-            (None, false) => End::Case(verdict),
+        // What the rules decide for it as new mail (no case knows it).
+        let ctx = Context {
+            by_reference: None,
+            by_tag: None,
+            own_message: false,
+            team: TeamStatus::NotTeam,
+            alert_to: Vec::new(),
+            team_addresses: Vec::new(),
+            auto_replies_last_hour: 0,
+            auto_reply_limit: u32::MAX,
+            spam: verdict.spam,
+            forged_from: msg.from.as_deref().is_some_and(|f| self.cfg.mailbox.is_ours(f)),
+            unauthenticated: verdict.unauthenticated.clone(),
+            reply_refused: None,
+        };
+        let actions = decide(msg, &ctx);
+        let end = match actions.first() {
+            Some(Action::Quarantine) => End::Held(verdict),
+            Some(Action::Ignore { reason }) => End::Automatic(reason.clone()),
+            _ => End::Case(verdict),
         };
         (msg.subject.chars().take(70).collect(), end)
     }
