@@ -296,9 +296,10 @@ pub const SIGNALS: &[(&str, f64, &str)] = &[
     ("forged-own-address", 10.0, "From is our own mailbox address or an alias, on mail that is not ours"),
     ("impersonates-project", 3.0, "the display name names the project (or our address) with a team or account word, sent from outside our domain"),
     ("body-security-vocabulary", -1.5, "credit per kind of security-report vocabulary in the body (CVE ids, PoC, steps to reproduce, overflow, ...), from two kinds on, at most four"),
-    ("off-topic", 1.0, "neither the subject nor the body uses any security vocabulary"),
-    ("off-topic-long", 1.0, "off-topic over 150 words or more: a long text that never touches security"),
+    ("off-topic", 1.5, "neither the subject nor the body uses any security vocabulary, not even \"security\", \"bug\", \"crash\", \"password\" or \"login\""),
+    ("off-topic-long", 1.0, "off-topic over 100 words or more: a long text that never touches security"),
     ("body-spam-vocabulary", 1.5, "per kind of spam phrase in the body (click here, opt-out footers, SEO, lottery, verify your account, toll-free numbers, ...), at most four kinds"),
+    ("commercial-vocabulary", 1.5, "five or more distinct words of trade in the body (money, business, price, offer, income, marketing, ...)"),
     ("link-density", 2.0, "three or more links and fewer than twelve words per link"),
     ("ip-address-link", 2.0, "a link to a public IP address instead of a name"),
     ("shouting-body", 2.0, "more than half of the letters of the body's opening are capitals"),
@@ -327,17 +328,18 @@ const BODY_SECURITY_TERMS: &[&str] = &[
     r"(?i)\bstack ?trace\b|\bbacktrace\b|\baddresssanitizer\b|==\d+==ERROR|\bsegmentation fault\b|\bsegv\b|\bvalgrind\b|\bgdb\b",
     r"(?i)\bpatch(?:es)?\b|\bcommit [0-9a-f]{7,}|\bsrc/|\.(?:c|h|rs|py|go|js|ts|java|php|rb):\d+",
     r"(?i)\bembargo\w*|\bcoordinated disclosure\b|\bresponsible disclosure\b|\bsecurity advisory\b|\bthreat model\b|\battacker\b",
+    r"(?i)\bauthenticat\w*|\bunauthori[sz]ed\b|\binsecure\w*|\bexfiltrat\w*|\bsaniti[sz]\w*|\bsessions?\b|\binvalidat\w*|\bpasswd\b|\bprivileges?\b|路径穿越|注入|越权|未授权|权限|攻击",
 ];
 
 /// Kinds of spam phrasing in a body; each distinct kind adds the
 /// `body-spam-vocabulary` score, at most [`BODY_SPAM_MAX_KINDS`] of them.
 const BODY_SPAM_TERMS: &[&str] = &[
     // opt-out footers of bulk mail
-    r"(?i)\bunsubscribe\b|\bopt[- ]?out\b|\bto stop receiving\b|\bno longer wish to receive\b|\bremove (?:me|you) from (?:our|this|the) (?:list|mailing)|\bto be removed\b|\bremoval (?:instructions|request|link)\b|\b(?:reply|respond|e-?mail) (?:us )?with [\x22']?remove\b|\bremove in the subject\b|\bthis is not (?:a )?spam\b|\bbill s\.? ?1618\b|\bsent in compliance\b|\byou (?:are receiving|received|have received) this (?:e-?mail|message|newsletter|mailing)\b|\bwho does not wish to receive\b|\bexclude(?:d)? (?:yourself|from (?:future|further))\b|\bremove info\b",
+    r"(?i)\bunsubscribe\b|\bopt[- ]?out\b|\bto stop receiving\b|\bno longer wish to receive\b|\bremove (?:me|you) from (?:our|this|the) (?:list|mailing)|\bto be removed\b|\bremoval (?:instructions|request|link)\b|\b(?:reply|respond|e-?mail) (?:us )?with [\x22']?remove\b|\bremove in the subject\b|\bthis is not (?:a )?spam\b|\bbill s\.? ?1618\b|\bsent in compliance\b|\byou (?:are receiving|received|have received) this (?:e-?mail|message|newsletter|mailing)\b|\bwho does not wish to receive\b|\bexclude(?:d)? (?:yourself|from (?:future|further))\b|\bremove info\b|\bin the subject line\b|\bremoved from (?:this|our|the|future)\b",
     r"(?i)\bclick (?:here|below|the (?:link|button) below|on the (?:link|button)|this link)\b",
     r"(?i)\blimited time\b|\bact now\b|\b(?:special|exclusive|introductory|limited) (?:offer|deal|discount|price)\b|\bfree trial\b|\brisk[- ]free\b|\bno obligation\b|\b100% (?:free|guaranteed|satisfaction)\b|\b(?:best|lowest) (?:prices?|rates?)\b|\b(?:order|buy|shop) (?:now|today|online)\b|\b\d{2}% off\b|\bwhy pay more\b|\bsave (?:up to|over|\$)",
     r"(?i)\bseo\b|\bback-?links?\b|\bguest (?:post|article)s?\b|\bfirst page of google\b|\bsearch engines? (?:rank\w*|optimi[sz]ation|placement|listings?)\b|\bweb(?:site)? (?:traffic|redesign|design services|development services|promotion)\b|\bdigital marketing\b|\blead generation\b|\b(?:fresh|qualified|targeted) leads\b|\bdomain authority\b|\bsocial media marketing\b|\b(?:internet|online|e-?mail|bulk e-?mail) marketing\b|\b(?:targeted|bulk|millions of|fresh) e-?mail (?:addresses|lists?)\b",
-    r"(?i)\blotter(?:y|ies)\b|\binheritance\b|\bbeneficiary\b|\bnext of kin\b|\bwestern union\b|\bmoneygram\b|\bwire transfer\b|\b(?:million|billion) (?:us )?(?:dollars|usd|euros?)\b|\binvestment (?:opportunit\w*|package|returns?)\b|\bpassive income\b|\bcrypto ?currenc\w*|\bbitcoin\b|\bforex\b|\bbinary options?\b|\bstrictly confidential\b|\bassistance in (?:transferring|the transfer)\b|\bbarrister\b|\bcrave your indulgence\b|\b(?:my|the) late (?:husband|father|general|client|wife)\b",
+    r"(?i)\blotter(?:y|ies)\b|\binheritance\b|\bbeneficiary\b|\bnext of kin\b|\bwestern union\b|\bmoneygram\b|\bwire transfer\b|\b(?:million|billion) (?:us )?(?:dollars|usd|euros?)\b|\binvestment (?:opportunit\w*|package|returns?)\b|\bpassive income\b|\bcrypto ?currenc\w*|\bbitcoin\b|\bforex\b|\bbinary options?\b|\bstrictly confidential\b|\bassistance in (?:transferring|the transfer)\b",
     r"(?i)\bverify your (?:account|e-?mail|identity|mailbox|login)\b|\byour (?:mailbox|e-?mail account|account|password) (?:will|has|is|was) (?:be(?:en)? )?(?:expir|suspend|deactivat|clos|lock|terminat|disabl)\w*|\bmailbox (?:quota|storage|is (?:almost )?full)\b|\b(?:re-?)?validate your\b|\bconfirm your (?:account|password|identity)\b|\bupdate your (?:payment|billing)\b|\bpassword (?:expires|will expire)\b",
     r"(?i)\bviagra\b|\bcialis\b|\bpharmacy\b|\bdating\b|\blonely\b|\bsingles\b|\bhot (?:girls|women)\b|\bsexy\b|\bporn\w*|\bcasino\b|\bweight loss\b|\blose weight\b|\bhookup\b|\bhgh\b|\bpenis\b|\blibido\b|\banti-?aging\b",
     r"(?i)\bdear (?:friend|beneficiary|customer|user|valued|account (?:holder|owner)|sir or madam|sir/madam|sir / madam)\b|\bgreetings of the day\b|\bhello dear\b|\bdearest\b",
@@ -352,14 +354,33 @@ const BODY_SPAM_TERMS: &[&str] = &[
     r"(?i)\bfree (?:gift|report|info\w*|sample|shipping|membership|minutes|software|bonus|money|cash|access|cd|dvd|euro|camera|vacation|trial)\b",
     // shouting: four exclamation marks, or three amounts of money
     r"(?s)(?:!.*){4}|(?:[$€£]\s?\d[\d,.]*.*){3}",
+    // apologies for the intrusion, and sales departments
+    r"(?i)\bsorry (?:to|for) (?:disturb|bother|intrud)\w*|\bif (?:this|you received this) (?:e-?mail|message) (?:in error|by mistake|is unwanted)\b|\bsales (?:department|team|manager|representative|dept)\b|\bmarketing (?:department|manager|team|director)\b|\bconsulting services?\b",
+    // prices
+    r"(?i)\b(?:only|just) \$\s?\d|\$\d+(?:\.\d\d)? (?:per|a|/) ?(?:year|month|week|day|minute)|\bfor less\b|\blow[- ]cost\b|\bwholesale\b|\bdiscount(?:ed|s)?\b|\bcheap(?:est|er)?\b|\bunbeatable\b",
+    // goods and services bulk mail sells
+    r"(?i)\bweb ?hosting\b|\bdomain (?:names? (?:for|at|from)|registration)\b|\bink ?jet\b|\btoners?\b|\bcartridges\b|\blong distance\b|\bconference calls?\b|\bdiplomas?\b|\b(?:university|college|accredited) degrees?\b|\breplica\b|\bcigarettes\b|\btobacco\b|\bcustomers? (?:list|database)\b",
+    // order forms
+    r"(?is)\bname\b\W{0,20}\be-?mail\b\W{0,20}\bphone\b|\bcity\b\W{0,20}\bstate\b|\bzip code\b|\bcredit card (?:number|#)\b|\bexpiration date\b",
+    // the advance-fee story (apart from the money it promises)
+    r"(?i)\bbarrister\b|\bcrave your indulgence\b|\b(?:utmost|strict(?:est)?) confidence\b|\bfederal republic\b|\bforeign (?:contract|account|partner)s?\b|\bdisbursement\b|\bcontract sum\b|\b(?:my|the) late (?:husband|father|general|client|wife)\b|\bnext of kin\b|\bdeceased\b|\bwidow\b|\bsolicit(?:ing)? your (?:assistance|co-?operation|help)\b",
 ];
 
 /// Words of text without any security vocabulary from which `off-topic-long`
 /// adds to `off-topic`.
-const OFF_TOPIC_LONG_WORDS: usize = 150;
+const OFF_TOPIC_LONG_WORDS: usize = 100;
 
 /// At most this many kinds of security vocabulary earn credit.
 const BODY_SECURITY_MAX_KINDS: usize = 4;
+
+/// Words of trade: [`COMMERCIAL_MIN_WORDS`] distinct ones in a body give
+/// `commercial-vocabulary` (one or two are everyday words; five are a pitch).
+const COMMERCIAL_WORDS: &[&str] = &[
+    "free", "money", "business", "offer", "offers", "price", "prices", "credit", "million", "dollars", "cash", "income", "investment",
+    "opportunity", "marketing", "sales", "guarantee", "guaranteed", "mortgage", "insurance", "debt", "earn", "profit", "profits", "purchase",
+    "products", "discount", "savings", "save", "order", "rates", "loan", "bonus", "customers", "clients", "financial", "wealth", "rich",
+];
+const COMMERCIAL_MIN_WORDS: usize = 5;
 
 /// At most this many kinds of spam phrasing count.
 const BODY_SPAM_MAX_KINDS: usize = 4;
@@ -378,6 +399,12 @@ fn extension(name: &str) -> &str {
 }
 
 static BODY_SECURITY: LazyLock<RegexSet> = LazyLock::new(|| RegexSet::new(BODY_SECURITY_TERMS).expect("static regex set"));
+/// Words that keep a message on topic without earning credit: everyday in
+/// reports ("a bug in the login"), but also in phishing ("your password"),
+/// so they only keep `off-topic` away.
+static ON_TOPIC: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?i)\bsecurity\b|\bbugs?\b|\bcrash\w*|\bhack\w*|\bmalicious\b|\bleak\w*|\bpasswords?\b|\blog ?in\b|\bvulnerable\b|\bexploit\w*|\bsecurit[ée]|\bsicherheit|безопасност|安全|セキュリティ|보안").expect("static regex")
+});
 static BODY_SPAM: LazyLock<RegexSet> = LazyLock::new(|| RegexSet::new(BODY_SPAM_TERMS).expect("static regex set"));
 /// Team and account words that, next to the project's name in a display
 /// name, make it speak for the project.
@@ -561,8 +588,9 @@ impl SpamFilter {
             });
         }
         if let Some(body) = input.body {
-            let subject_credit = matched.iter().any(|h| h.rule == "security-vocabulary");
-            matched.extend(self.body_hits(body, subject_credit));
+            let on_topic_subject =
+                matched.iter().any(|h| h.rule == "security-vocabulary") || BODY_SECURITY.is_match(subject) || ON_TOPIC.is_match(subject);
+            matched.extend(self.body_hits(body, on_topic_subject));
         }
         if let Some(h) = self.impersonation(input) {
             matched.push(h);
@@ -590,14 +618,14 @@ impl SpamFilter {
     }
 
     /// The body signals of an unencrypted message.
-    /// `subject_credit`: the subject already speaks security vocabulary.
-    fn body_hits(&self, body: &BodyShape, subject_credit: bool) -> Vec<RuleHit> {
+    /// `on_topic_subject`: the subject already speaks security vocabulary.
+    fn body_hits(&self, body: &BodyShape, on_topic_subject: bool) -> Vec<RuleHit> {
         let mut out = Vec::new();
         let security = BODY_SECURITY.matches(&body.head).iter().count();
         if security >= 2 {
             let per = self.signal("body-security-vocabulary").score;
             out.push(hit("body-security-vocabulary", per * security.min(BODY_SECURITY_MAX_KINDS) as f64));
-        } else if security == 0 && !subject_credit {
+        } else if security == 0 && !on_topic_subject && !ON_TOPIC.is_match(&body.head) {
             out.push(self.signal("off-topic"));
             if body.words >= OFF_TOPIC_LONG_WORDS {
                 out.push(self.signal("off-topic-long"));
@@ -607,6 +635,18 @@ impl SpamFilter {
         if kinds > 0 {
             let per = self.signal("body-spam-vocabulary");
             out.push(hit("body-spam-vocabulary", per.score * kinds as f64));
+        }
+        let mut trade: Vec<&str> = body
+            .head
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty() && w.len() <= 11)
+            .map(|w| w.to_lowercase())
+            .filter_map(|w| COMMERCIAL_WORDS.iter().find(|c| **c == w).copied())
+            .collect();
+        trade.sort_unstable();
+        trade.dedup();
+        if trade.len() >= COMMERCIAL_MIN_WORDS {
+            out.push(self.signal("commercial-vocabulary"));
         }
         if body.links >= 3 && body.words < 12 * body.links {
             out.push(self.signal("link-density"));
