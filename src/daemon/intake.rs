@@ -779,6 +779,28 @@ mod tests {
         assert_eq!(to_us, 0);
     }
 
+    /// See: issue 15. A sender our MTA calls forged gets a case and a team
+    /// notice that says so, but no ack; another authserv-id is not believed.
+    #[test]
+    fn an_unauthenticated_sender_gets_a_case_but_no_ack() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::builtin(d.path()).unwrap();
+        cfg.spam.trusted_authserv_id = Some("mx.localhost".into());
+        let store = Store::open(&cfg.store.path).unwrap();
+        let clock: SharedClock = Arc::new(FakeClock::new("2026-11-25T10:00:00Z".parse().unwrap()));
+        let p = Pipeline::new(Arc::new(cfg), Arc::new(Keys::default()), store.clone(), clock, Arc::new(Notify::new())).unwrap();
+        let raw = b"From: r@example.org\r\nAuthentication-Results: mx.localhost; dmarc=fail header.from=example.org\r\nSubject: XSS in search\r\nMessage-ID: <ar1@x>\r\n\r\nx\r\n";
+        let out = store.call_sync(|c| p.process(c, raw)).unwrap();
+        assert_eq!(out.case, Some(1), "{}", out.summary);
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox WHERE kind = 'ack'"), 0);
+        assert!(events(&store, "ack-withheld")[0].contains("dmarc=fail"));
+        let notice: Vec<u8> = store.call_sync(|c| Ok(c.query_row("SELECT raw FROM outbox WHERE kind = 'team-notice'", [], |r| r.get(0))?)).unwrap();
+        assert!(String::from_utf8_lossy(&notice).contains("ack-withheld"), "the team notice says why");
+        let untrusted = b"From: r2@example.org\r\nAuthentication-Results: mx.attacker.example; dmarc=fail\r\nSubject: XSS in search\r\nMessage-ID: <ar2@x>\r\n\r\nx\r\n";
+        assert_eq!(store.call_sync(|c| p.process(c, untrusted)).unwrap().case, Some(2));
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox WHERE kind = 'ack'"), 1);
+    }
+
     #[test]
     fn quarantined_spam_is_released_into_a_case_with_an_ack() {
         let d = tempfile::tempdir().unwrap();
