@@ -21,6 +21,8 @@ pub const HEAD_CHARS: usize = 4096;
 const HTML_SCAN: usize = 64 * 1024;
 /// Names read from one zip archive's central directory, at most.
 const MAX_ZIP_NAMES: usize = 1000;
+/// How a nested message (`message/rfc822`) is listed among the attachments.
+pub const FORWARDED: &str = "(forwarded message)";
 /// Attachments looked at, at most (the prescan already bounds the parts).
 const MAX_ATTACHMENTS: usize = 100;
 
@@ -51,7 +53,8 @@ pub struct BodyShape {
     pub caps_ratio: f64,
     /// Words in `head`.
     pub words: usize,
-    /// File names of the attachments, lowercased.
+    /// File names of the attachments, lowercased ([`FORWARDED`] for a
+    /// nested message).
     pub attachments: Vec<String>,
     /// File names inside attached zip archives, lowercased.
     pub zipped: Vec<String>,
@@ -143,6 +146,8 @@ pub fn shape(msg: &Message<'_>) -> BodyShape {
                     out.attachments.push(name.trim().to_lowercase());
                 }
             }
+            // A forwarded message is content (a report may come as one).
+            PartType::Message(_) if out.attachments.len() < MAX_ATTACHMENTS => out.attachments.push(FORWARDED.into()),
             PartType::Message(_) | PartType::Multipart(_) => {}
         }
     }
@@ -295,5 +300,7 @@ mod tests {
         assert_eq!(s.zipped, ["scan_0042.pdf.js"]);
         assert_eq!(s.images, 1);
         assert_eq!(s.head.trim(), "see attached");
+        let fwd = parse("From: a@b.c\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nthe report\r\n");
+        assert_eq!(fwd.attachments, [FORWARDED]);
     }
 }
