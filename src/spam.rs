@@ -1383,6 +1383,22 @@ mod tests {
         assert!(!names(&f.judge(&with_body("x", &shape("a vulnerability")))).contains(&"body-security-vocabulary"));
     }
 
+    /// Terse real reports, as people write them: never held.
+    #[test]
+    fn terse_reports_are_not_held() {
+        let f = filter();
+        for (subject, body) in [
+            ("hi", "I think I found a security bug in your login page. How do I report it privately?"),
+            ("Question", "Who should I contact about a possible vulnerability?"),
+            ("", "Dear Sir or Madam, the admin panel shows other users' invoices without a password. Please contact me."),
+            ("Hello", "Your app crashes when I open a file with a long name!!! Is that a problem? Thanks!!"),
+        ] {
+            let b = shape(body);
+            let v = f.judge(&with_body(subject, &b));
+            assert!(!v.spam, "{subject:?} / {body:?}: {v:?}");
+        }
+    }
+
     #[test]
     fn structure_signals() {
         let f = filter();
