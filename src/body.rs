@@ -63,11 +63,17 @@ pub struct BodyShape {
 /// Letters `head` needs before its share of capitals means anything.
 pub const CAPS_MIN_LETTERS: usize = 200;
 
-static IP_URL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\bhttps?://(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b").expect("static regex"));
-static URL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\bhttps?://|\bwww\.[a-z0-9-]+\.").expect("static regex"));
-static HREF: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"(?i)<a\s[^>]*href\s*="#).expect("static regex"));
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<(?:style|script)\b.*?</(?:style|script)\s*>|<!--.*?-->|<[^>]*>").expect("static regex"));
+static IP_URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bhttps?://(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b").expect("static regex")
+});
+static URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bhttps?://|\bwww\.[a-z0-9-]+\.").expect("static regex"));
+static HREF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?i)<a\s[^>]*href\s*="#).expect("static regex"));
+static TAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)<(?:style|script)\b.*?</(?:style|script)\s*>|<!--.*?-->|<[^>]*>")
+        .expect("static regex")
+});
 
 /// The first `n` characters of `s` (never cut inside a character).
 pub fn head_chars(s: &str, n: usize) -> &str {
@@ -107,12 +113,15 @@ pub fn shape(msg: &Message<'_>) -> BodyShape {
     let mut html_ip_links = 0usize;
     for part in &msg.parts {
         let is_attachment = part.attachment_name().is_some()
-            || part.content_disposition().is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+            || part
+                .content_disposition()
+                .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
         let ct = part.content_type();
         let is_image = ct.is_some_and(|c| c.ctype().eq_ignore_ascii_case("image"));
         match &part.body {
             PartType::Text(t) if !is_attachment => {
-                let plain = ct.is_none_or(|c| c.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain")));
+                let plain =
+                    ct.is_none_or(|c| c.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain")));
                 if plain {
                     out.has_plain = true;
                     out.text_chars += t.chars().filter(|c| !c.is_whitespace()).count();
@@ -132,31 +141,53 @@ pub fn shape(msg: &Message<'_>) -> BodyShape {
                 if is_image {
                     out.images += 1;
                 }
-                if let Some(name) = part.attachment_name().filter(|_| out.attachments.len() < MAX_ATTACHMENTS) {
+                if let Some(name) = part
+                    .attachment_name()
+                    .filter(|_| out.attachments.len() < MAX_ATTACHMENTS)
+                {
                     let name = name.trim().to_lowercase();
                     if is_zip(&name, ct.map(|c| c.subtype().unwrap_or(""))) {
-                        out.zipped.extend(zip_names(data).into_iter().map(|n| n.to_lowercase()));
+                        out.zipped
+                            .extend(zip_names(data).into_iter().map(|n| n.to_lowercase()));
                         out.zipped.truncate(MAX_ZIP_NAMES);
                     }
                     out.attachments.push(name);
                 }
             }
             PartType::Text(_) | PartType::Html(_) => {
-                if let Some(name) = part.attachment_name().filter(|_| out.attachments.len() < MAX_ATTACHMENTS) {
+                if let Some(name) = part
+                    .attachment_name()
+                    .filter(|_| out.attachments.len() < MAX_ATTACHMENTS)
+                {
                     out.attachments.push(name.trim().to_lowercase());
                 }
             }
             // A forwarded message is content (a report may come as one).
-            PartType::Message(_) if out.attachments.len() < MAX_ATTACHMENTS => out.attachments.push(FORWARDED.into()),
+            PartType::Message(_) if out.attachments.len() < MAX_ATTACHMENTS => {
+                out.attachments.push(FORWARDED.into())
+            }
             PartType::Message(_) | PartType::Multipart(_) => {}
         }
     }
-    out.head = first_text.filter(|t| !t.trim().is_empty()).or(first_html).unwrap_or_default();
+    out.head = first_text
+        .filter(|t| !t.trim().is_empty())
+        .or(first_html)
+        .unwrap_or_default();
     out.words = out.head.split_whitespace().count();
     out.links = URL.find_iter(&out.head).count().max(hrefs);
     out.ip_links = public_ip_links(&out.head).max(html_ip_links);
-    let (letters, caps) = out.head.chars().filter(|c| c.is_alphabetic()).fold((0usize, 0usize), |(l, u), c| (l + 1, u + c.is_uppercase() as usize));
-    out.caps_ratio = if letters >= CAPS_MIN_LETTERS { caps as f64 / letters as f64 } else { 0.0 };
+    let (letters, caps) = out
+        .head
+        .chars()
+        .filter(|c| c.is_alphabetic())
+        .fold((0usize, 0usize), |(l, u), c| {
+            (l + 1, u + c.is_uppercase() as usize)
+        });
+    out.caps_ratio = if letters >= CAPS_MIN_LETTERS {
+        caps as f64 / letters as f64
+    } else {
+        0.0
+    };
     out
 }
 
@@ -166,13 +197,21 @@ fn public_ip_links(text: &str) -> usize {
         .captures_iter(text)
         .filter(|c| {
             let (a, b): (u8, u8) = (c[1].parse().unwrap_or(0), c[2].parse().unwrap_or(0));
-            !(a == 0 || a == 10 || a == 127 || (a == 169 && b == 254) || (a == 172 && (16..32).contains(&b)) || (a == 192 && b == 168))
+            !(a == 0
+                || a == 10
+                || a == 127
+                || (a == 169 && b == 254)
+                || (a == 172 && (16..32).contains(&b))
+                || (a == 192 && b == 168))
         })
         .count()
 }
 
 fn is_zip(name: &str, subtype: Option<&str>) -> bool {
-    name.ends_with(".zip") || subtype.is_some_and(|s| s.eq_ignore_ascii_case("zip") || s.eq_ignore_ascii_case("x-zip-compressed"))
+    name.ends_with(".zip")
+        || subtype.is_some_and(|s| {
+            s.eq_ignore_ascii_case("zip") || s.eq_ignore_ascii_case("x-zip-compressed")
+        })
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<usize> {
@@ -202,10 +241,16 @@ pub fn zip_names(data: &[u8]) -> Vec<String> {
         if data.get(pos..pos + 4) != Some(ENTRY) {
             break;
         }
-        let (Some(name_len), Some(extra), Some(comment)) = (u16_at(data, pos + 28), u16_at(data, pos + 30), u16_at(data, pos + 32)) else {
+        let (Some(name_len), Some(extra), Some(comment)) = (
+            u16_at(data, pos + 28),
+            u16_at(data, pos + 30),
+            u16_at(data, pos + 32),
+        ) else {
             break;
         };
-        let Some(name) = data.get(pos + 46..pos + 46 + name_len) else { break };
+        let Some(name) = data.get(pos + 46..pos + 46 + name_len) else {
+            break;
+        };
         names.push(String::from_utf8_lossy(name).into_owned());
         pos += 46 + name_len + extra + comment;
     }
@@ -223,12 +268,16 @@ mod tests {
         for n in names {
             let offset = out.len() as u32;
             out.extend_from_slice(b"PK\x03\x04");
-            out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[
+                20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]);
             out.extend_from_slice(&(n.len() as u16).to_le_bytes());
             out.extend_from_slice(&0u16.to_le_bytes());
             out.extend_from_slice(n.as_bytes());
             dir.extend_from_slice(b"PK\x01\x02");
-            dir.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            dir.extend_from_slice(&[
+                20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]);
             dir.extend_from_slice(&(n.len() as u16).to_le_bytes());
             dir.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
             dir.extend_from_slice(&offset.to_le_bytes());
@@ -247,7 +296,10 @@ mod tests {
 
     #[test]
     fn zip_central_directory_names() {
-        assert_eq!(zip_names(&zip(&["invoice.pdf.exe", "readme.txt"])), ["invoice.pdf.exe", "readme.txt"]);
+        assert_eq!(
+            zip_names(&zip(&["invoice.pdf.exe", "readme.txt"])),
+            ["invoice.pdf.exe", "readme.txt"]
+        );
         assert!(zip_names(b"not a zip").is_empty());
         // Damaged: a directory offset past the end gives nothing, no panic.
         let mut z = zip(&["a.exe"]);
@@ -268,15 +320,23 @@ mod tests {
     }
 
     fn parse(raw: &str) -> BodyShape {
-        shape(&mail_parser::MessageParser::default().parse(raw.as_bytes()).unwrap())
+        shape(
+            &mail_parser::MessageParser::default()
+                .parse(raw.as_bytes())
+                .unwrap(),
+        )
     }
 
     #[test]
     fn plain_html_images_links() {
-        let s = parse("From: a@b.c\r\nSubject: x\r\n\r\nSee https://a.example/x and www.b.example.org now\r\n");
+        let s = parse(
+            "From: a@b.c\r\nSubject: x\r\n\r\nSee https://a.example/x and www.b.example.org now\r\n",
+        );
         assert!(s.has_plain && !s.has_html);
         assert_eq!((s.links, s.words, s.images), (2, 5, 0));
-        let s = parse("From: a@b.c\r\n\r\nhttp://81.9.8.40/x and http://127.0.0.1:8080/poc http://192.168.1.1/ http://10.0.0.1/\r\n");
+        let s = parse(
+            "From: a@b.c\r\n\r\nhttp://81.9.8.40/x and http://127.0.0.1:8080/poc http://192.168.1.1/ http://10.0.0.1/\r\n",
+        );
         assert_eq!((s.links, s.ip_links), (4, 1));
         let html = "From: a@b.c\r\nContent-Type: text/html\r\n\r\n<html><style>p{}</style><a href=\"x\"><img src=\"cid:1\"></a><a href='y'>Buy</a></html>\r\n";
         let s = parse(html);
@@ -300,7 +360,9 @@ mod tests {
         assert_eq!(s.zipped, ["scan_0042.pdf.js"]);
         assert_eq!(s.images, 1);
         assert_eq!(s.head.trim(), "see attached");
-        let fwd = parse("From: a@b.c\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nthe report\r\n");
+        let fwd = parse(
+            "From: a@b.c\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nthe report\r\n",
+        );
         assert_eq!(fwd.attachments, [FORWARDED]);
     }
 }

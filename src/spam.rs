@@ -287,30 +287,118 @@ pub const DEFAULT_RULES: &[(&str, &str, f64)] = &[
 /// signals are here too, so every named hit `secmail quarantine` shows can be
 /// re-weighted.
 pub const SIGNALS: &[(&str, f64, &str)] = &[
-    ("x-spam-flag", X_SPAM_FLAG_SCORE, "an upstream filter set X-Spam-Flag: YES"),
-    ("x-spam-status", X_SPAM_STATUS_SCORE, "an upstream filter set X-Spam-Status: Yes, ..."),
-    ("auth-dmarc-fail", DMARC_FAIL_SCORE, "trusted Authentication-Results: dmarc=fail (capped with the other auth-* at 3)"),
-    ("auth-spf-fail", SPF_FAIL_SCORE, "trusted Authentication-Results: spf=fail"),
-    ("auth-spf-softfail", SPF_SOFTFAIL_SCORE, "trusted Authentication-Results: spf=softfail"),
-    ("auth-dkim-fail", DKIM_FAIL_SCORE, "trusted Authentication-Results: dkim=fail"),
-    ("forged-own-address", 10.0, "From is our own mailbox address or an alias, on mail that is not ours"),
-    ("impersonates-project", 3.0, "the display name names the project (or our address) with a team or account word, sent from outside our domain"),
-    ("body-security-vocabulary", -1.5, "credit per kind of security-report vocabulary in the body (CVE ids, PoC, steps to reproduce, overflow, ...), from two kinds on, at most four"),
-    ("off-topic", 1.5, "neither the subject nor the body uses any security vocabulary, not even \"security\", \"bug\", \"crash\", \"password\" or \"login\""),
-    ("off-topic-long", 1.0, "off-topic over 100 words or more: a long text that never touches security"),
-    ("body-spam-vocabulary", 1.5, "per kind of spam phrase in the body (click here, opt-out footers, SEO, lottery, verify your account, toll-free numbers, ...), at most four kinds"),
-    ("commercial-vocabulary", 1.5, "five or more distinct words of trade in the body (money, business, price, offer, income, marketing, ...)"),
-    ("link-density", 2.0, "three or more links and fewer than twelve words per link"),
-    ("ip-address-link", 2.0, "a link to a public IP address instead of a name"),
-    ("shouting-body", 2.0, "more than half of the letters of the body's opening are capitals"),
-    ("image-only", 3.0, "one or more images and under 40 characters of text"),
-    ("html-only", 1.5, "an HTML body without a plain-text alternative"),
+    (
+        "x-spam-flag",
+        X_SPAM_FLAG_SCORE,
+        "an upstream filter set X-Spam-Flag: YES",
+    ),
+    (
+        "x-spam-status",
+        X_SPAM_STATUS_SCORE,
+        "an upstream filter set X-Spam-Status: Yes, ...",
+    ),
+    (
+        "auth-dmarc-fail",
+        DMARC_FAIL_SCORE,
+        "trusted Authentication-Results: dmarc=fail (capped with the other auth-* at 3)",
+    ),
+    (
+        "auth-spf-fail",
+        SPF_FAIL_SCORE,
+        "trusted Authentication-Results: spf=fail",
+    ),
+    (
+        "auth-spf-softfail",
+        SPF_SOFTFAIL_SCORE,
+        "trusted Authentication-Results: spf=softfail",
+    ),
+    (
+        "auth-dkim-fail",
+        DKIM_FAIL_SCORE,
+        "trusted Authentication-Results: dkim=fail",
+    ),
+    (
+        "forged-own-address",
+        10.0,
+        "From is our own mailbox address or an alias, on mail that is not ours",
+    ),
+    (
+        "impersonates-project",
+        3.0,
+        "the display name names the project (or our address) with a team or account word, sent from outside our domain",
+    ),
+    (
+        "body-security-vocabulary",
+        -1.5,
+        "credit per kind of security-report vocabulary in the body (CVE ids, PoC, steps to reproduce, overflow, ...), from two kinds on, at most four",
+    ),
+    (
+        "off-topic",
+        1.5,
+        "neither the subject nor the body uses any security vocabulary, not even \"security\", \"bug\", \"crash\", \"password\" or \"login\"",
+    ),
+    (
+        "off-topic-long",
+        1.0,
+        "off-topic over 100 words or more: a long text that never touches security",
+    ),
+    (
+        "body-spam-vocabulary",
+        1.5,
+        "per kind of spam phrase in the body (click here, opt-out footers, SEO, lottery, verify your account, toll-free numbers, ...), at most four kinds",
+    ),
+    (
+        "commercial-vocabulary",
+        1.5,
+        "five or more distinct words of trade in the body (money, business, price, offer, income, marketing, ...)",
+    ),
+    (
+        "link-density",
+        2.0,
+        "three or more links and fewer than twelve words per link",
+    ),
+    (
+        "ip-address-link",
+        2.0,
+        "a link to a public IP address instead of a name",
+    ),
+    (
+        "shouting-body",
+        2.0,
+        "more than half of the letters of the body's opening are capitals",
+    ),
+    (
+        "image-only",
+        3.0,
+        "one or more images and under 40 characters of text",
+    ),
+    (
+        "html-only",
+        1.5,
+        "an HTML body without a plain-text alternative",
+    ),
     ("empty-body", 1.5, "no text, no image, no attachment"),
-    ("executable-attachment", 5.0, "an attachment that runs when opened (.exe, .scr, .vbs, .hta, .lnk, .bat, ...)"),
+    (
+        "executable-attachment",
+        5.0,
+        "an attachment that runs when opened (.exe, .scr, .vbs, .hta, .lnk, .bat, ...)",
+    ),
     ("script-attachment", 2.5, "a .js attachment"),
-    ("disk-image-attachment", 3.0, "an .iso, .img or .vhd attachment (used to smuggle executables)"),
-    ("html-attachment", 2.5, "an .html or .htm attachment (phishing forms)"),
-    ("zipped-executable", 5.0, "a .zip attachment whose directory lists an executable, script or disk image"),
+    (
+        "disk-image-attachment",
+        3.0,
+        "an .iso, .img or .vhd attachment (used to smuggle executables)",
+    ),
+    (
+        "html-attachment",
+        2.5,
+        "an .html or .htm attachment (phishing forms)",
+    ),
+    (
+        "zipped-executable",
+        5.0,
+        "a .zip attachment whose directory lists an executable, script or disk image",
+    ),
 ];
 
 /// Kinds of security-report vocabulary in a body: from two distinct kinds on
@@ -376,9 +464,44 @@ const BODY_SECURITY_MAX_KINDS: usize = 4;
 /// Words of trade: [`COMMERCIAL_MIN_WORDS`] distinct ones in a body give
 /// `commercial-vocabulary` (one or two are everyday words; five are a pitch).
 const COMMERCIAL_WORDS: &[&str] = &[
-    "free", "money", "business", "offer", "offers", "price", "prices", "credit", "million", "dollars", "cash", "income", "investment",
-    "opportunity", "marketing", "sales", "guarantee", "guaranteed", "mortgage", "insurance", "debt", "earn", "profit", "profits", "purchase",
-    "products", "discount", "savings", "save", "order", "rates", "loan", "bonus", "customers", "clients", "financial", "wealth", "rich",
+    "free",
+    "money",
+    "business",
+    "offer",
+    "offers",
+    "price",
+    "prices",
+    "credit",
+    "million",
+    "dollars",
+    "cash",
+    "income",
+    "investment",
+    "opportunity",
+    "marketing",
+    "sales",
+    "guarantee",
+    "guaranteed",
+    "mortgage",
+    "insurance",
+    "debt",
+    "earn",
+    "profit",
+    "profits",
+    "purchase",
+    "products",
+    "discount",
+    "savings",
+    "save",
+    "order",
+    "rates",
+    "loan",
+    "bonus",
+    "customers",
+    "clients",
+    "financial",
+    "wealth",
+    "rich",
 ];
 const COMMERCIAL_MIN_WORDS: usize = 5;
 
@@ -387,7 +510,8 @@ const BODY_SPAM_MAX_KINDS: usize = 4;
 
 /// File extensions of attachments that run when opened.
 const EXECUTABLE: &[&str] = &[
-    "exe", "scr", "com", "pif", "bat", "cmd", "vbs", "vbe", "wsf", "wsh", "hta", "lnk", "msi", "cpl", "jse", "ps1", "reg", "jar", "appx", "msix",
+    "exe", "scr", "com", "pif", "bat", "cmd", "vbs", "vbe", "wsf", "wsh", "hta", "lnk", "msi",
+    "cpl", "jse", "ps1", "reg", "jar", "appx", "msix",
 ];
 const SCRIPT: &[&str] = &["js"];
 const DISK_IMAGE: &[&str] = &["iso", "img", "vhd", "vhdx"];
@@ -395,17 +519,21 @@ const HTML: &[&str] = &["html", "htm", "shtml", "xhtml"];
 
 /// The extension of a file name, lowercased (`""` when none).
 fn extension(name: &str) -> &str {
-    name.rsplit_once('.').map(|(_, e)| e.trim_end_matches(|c: char| c == '"' || c.is_whitespace())).unwrap_or("")
+    name.rsplit_once('.')
+        .map(|(_, e)| e.trim_end_matches(|c: char| c == '"' || c.is_whitespace()))
+        .unwrap_or("")
 }
 
-static BODY_SECURITY: LazyLock<RegexSet> = LazyLock::new(|| RegexSet::new(BODY_SECURITY_TERMS).expect("static regex set"));
+static BODY_SECURITY: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(BODY_SECURITY_TERMS).expect("static regex set"));
 /// Words that keep a message on topic without earning credit: everyday in
 /// reports ("a bug in the login"), but also in phishing ("your password"),
 /// so they only keep `off-topic` away.
 static ON_TOPIC: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"(?i)\bsecurity\b|\bbugs?\b|\bcrash\w*|\bhack\w*|\bmalicious\b|\bleak\w*|\bpasswords?\b|\blog ?in\b|\bvulnerable\b|\bexploit\w*|\bsecurit[ée]|\bsicherheit|безопасност|安全|セキュリティ|보안").expect("static regex")
 });
-static BODY_SPAM: LazyLock<RegexSet> = LazyLock::new(|| RegexSet::new(BODY_SPAM_TERMS).expect("static regex set"));
+static BODY_SPAM: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(BODY_SPAM_TERMS).expect("static regex set"));
 /// Team and account words that, next to the project's name in a display
 /// name, make it speak for the project.
 static TEAM_WORDS: LazyLock<regex::Regex> = LazyLock::new(|| {
@@ -529,8 +657,10 @@ impl SpamFilter {
         }
         let set = RegexSet::new(rules.iter().map(|(_, pattern, _)| pattern))
             .context("compiling spam rules")?;
-        let mut signals: std::collections::HashMap<&'static str, f64> =
-            SIGNALS.iter().map(|&(name, score, _)| (name, score)).collect();
+        let mut signals: std::collections::HashMap<&'static str, f64> = SIGNALS
+            .iter()
+            .map(|&(name, score, _)| (name, score))
+            .collect();
         for (name, score) in &cfg.signals {
             let Some(&(known, ..)) = SIGNALS.iter().find(|(n, ..)| n == name) else {
                 bail!("spam.signals.{name}: unknown signal");
@@ -556,7 +686,11 @@ impl SpamFilter {
     /// The filter for this mailbox: the impersonation signal learns the
     /// project's domain and name from `mailbox.address`.
     pub fn for_mailbox(mut self, mailbox: &MailboxConfig) -> SpamFilter {
-        let domain = mailbox.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        let domain = mailbox
+            .address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
         let labels: Vec<&str> = domain.split('.').collect();
         // `example` of `example.org`, `example` of `example.co.uk` as well.
         let label = match labels.len() {
@@ -588,8 +722,9 @@ impl SpamFilter {
             });
         }
         if let Some(body) = input.body {
-            let on_topic_subject =
-                matched.iter().any(|h| h.rule == "security-vocabulary") || BODY_SECURITY.is_match(subject) || ON_TOPIC.is_match(subject);
+            let on_topic_subject = matched.iter().any(|h| h.rule == "security-vocabulary")
+                || BODY_SECURITY.is_match(subject)
+                || ON_TOPIC.is_match(subject);
             matched.extend(self.body_hits(body, on_topic_subject));
         }
         if let Some(h) = self.impersonation(input) {
@@ -624,14 +759,21 @@ impl SpamFilter {
         let security = BODY_SECURITY.matches(&body.head).iter().count();
         if security >= 2 {
             let per = self.signal("body-security-vocabulary").score;
-            out.push(hit("body-security-vocabulary", per * security.min(BODY_SECURITY_MAX_KINDS) as f64));
+            out.push(hit(
+                "body-security-vocabulary",
+                per * security.min(BODY_SECURITY_MAX_KINDS) as f64,
+            ));
         } else if security == 0 && !on_topic_subject && !ON_TOPIC.is_match(&body.head) {
             out.push(self.signal("off-topic"));
             if body.words >= OFF_TOPIC_LONG_WORDS {
                 out.push(self.signal("off-topic-long"));
             }
         }
-        let kinds = BODY_SPAM.matches(&body.head).iter().count().min(BODY_SPAM_MAX_KINDS);
+        let kinds = BODY_SPAM
+            .matches(&body.head)
+            .iter()
+            .count()
+            .min(BODY_SPAM_MAX_KINDS);
         if kinds > 0 {
             let per = self.signal("body-spam-vocabulary");
             out.push(hit("body-spam-vocabulary", per.score * kinds as f64));
@@ -665,7 +807,11 @@ impl SpamFilter {
         if body.has_html && !body.has_plain {
             out.push(self.signal("html-only"));
         }
-        let any = |names: &[String], kinds: &[&[&str]]| names.iter().any(|n| kinds.iter().any(|k| k.contains(&extension(n))));
+        let any = |names: &[String], kinds: &[&[&str]]| {
+            names
+                .iter()
+                .any(|n| kinds.iter().any(|k| k.contains(&extension(n))))
+        };
         for (name, kinds) in [
             ("executable-attachment", &[EXECUTABLE][..]),
             ("script-attachment", &[SCRIPT]),
@@ -703,14 +849,19 @@ impl SpamFilter {
     /// What the trusted `Authentication-Results` say (none when
     /// `spam.trusted_authserv_id` is unset).
     fn auth(&self, input: &SpamInput<'_>) -> Auth {
-        let Some(id) = &self.trusted_authserv_id else { return Auth::default() };
+        let Some(id) = &self.trusted_authserv_id else {
+            return Auth::default();
+        };
         let trusted: Vec<&String> = input
             .authentication_results
             .iter()
             .filter(|v| authserv_id(v).eq_ignore_ascii_case(id))
             .collect();
         let from_domain = input.from.and_then(|f| f.rsplit_once('@')).map(|(_, d)| d);
-        Auth { failures: auth_failures(trusted.iter().map(|s| s.as_str()), from_domain), authserv_id: id.clone() }
+        Auth {
+            failures: auth_failures(trusted.iter().map(|s| s.as_str()), from_domain),
+            authserv_id: id.clone(),
+        }
     }
 
     /// The upstream signals as hits: `X-Spam-Flag: YES`, `X-Spam-Status:
@@ -769,7 +920,10 @@ impl Auth {
         } else {
             return None;
         };
-        Some(format!("Authentication-Results from {}: {why}; the sender may be forged", self.authserv_id))
+        Some(format!(
+            "Authentication-Results from {}: {why}; the sender may be forged",
+            self.authserv_id
+        ))
     }
 }
 
@@ -806,7 +960,13 @@ struct AuthFailures {
 /// first token, before an optional version and the first `;`).
 fn authserv_id(value: &str) -> String {
     let v = strip_comments(value);
-    v.split(';').next().unwrap_or("").split_whitespace().next().unwrap_or("").to_string()
+    v.split(';')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Reads `method=result` from each `resinfo` of RFC 8601 §2.2
@@ -815,7 +975,10 @@ fn authserv_id(value: &str) -> String {
 /// result are case-insensitive (§2.2, "case-insensitive" tokens).
 /// A `dmarc` result whose `header.from` names another domain than
 /// `from_domain` is not about this message's From and does not count.
-fn auth_failures<'a>(values: impl IntoIterator<Item = &'a str>, from_domain: Option<&str>) -> AuthFailures {
+fn auth_failures<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    from_domain: Option<&str>,
+) -> AuthFailures {
     let mut out = AuthFailures::default();
     for value in values {
         let value = strip_comments(value);
@@ -834,9 +997,10 @@ fn auth_failures<'a>(values: impl IntoIterator<Item = &'a str>, from_domain: Opt
             let fail = result.eq_ignore_ascii_case("fail");
             let pass = result.eq_ignore_ascii_case("pass");
             if method.eq_ignore_ascii_case("dmarc") {
-                let about = rest
-                    .split_whitespace()
-                    .find_map(|p| p.strip_prefix("header.from=").or_else(|| p.strip_prefix("HEADER.FROM=")));
+                let about = rest.split_whitespace().find_map(|p| {
+                    p.strip_prefix("header.from=")
+                        .or_else(|| p.strip_prefix("HEADER.FROM="))
+                });
                 let ours = match (about, from_domain) {
                     (Some(a), Some(d)) => a.trim_matches('"').eq_ignore_ascii_case(d),
                     _ => true,
@@ -1223,7 +1387,10 @@ mod tests {
                 "mx; spf=pass smtp.mailfrom=fail.example; dkim=neutral header.b=fail; \
                  dmarc=pass header.from=example.com; arc=fail"
             ),
-            AuthFailures { spf_pass: true, ..Default::default() }
+            AuthFailures {
+                spf_pass: true,
+                ..Default::default()
+            }
         );
         // Comments are removed before parsing, even with `;` and `=` inside.
         assert_eq!(
@@ -1320,27 +1487,59 @@ mod tests {
     fn only_trusted_authentication_results_count() {
         let ar = |v: &str| [v.to_owned()];
         let judge = |f: &SpamFilter, v: &[String], from| {
-            f.judge(&SpamInput { subject: Some("Report"), authentication_results: v, from, ..Default::default() })
+            f.judge(&SpamInput {
+                subject: Some("Report"),
+                authentication_results: v,
+                from,
+                ..Default::default()
+            })
         };
         let f = filter();
         let forged = ar("mx; dmarc=fail header.from=example.com; spf=fail; dkim=fail");
         let v = judge(&f, &forged, Some("r@example.com"));
-        assert!(v.unauthenticated.as_deref().unwrap().contains("dmarc=fail"), "{v:?}");
+        assert!(
+            v.unauthenticated.as_deref().unwrap().contains("dmarc=fail"),
+            "{v:?}"
+        );
         assert!(names(&v).contains(&"auth-dmarc-fail"));
         // Written by the sender (another authserv-id): ignored.
-        let v = judge(&f, &ar("attacker.example; dmarc=fail; spf=fail; dkim=fail"), Some("r@example.com"));
+        let v = judge(
+            &f,
+            &ar("attacker.example; dmarc=fail; spf=fail; dkim=fail"),
+            Some("r@example.com"),
+        );
         assert_eq!((v.score, v.unauthenticated.as_deref()), (0.0, None));
         // DMARC about another domain than From is not about this sender.
-        let v = judge(&f, &ar("mx; dmarc=fail header.from=other.example"), Some("r@example.com"));
+        let v = judge(
+            &f,
+            &ar("mx; dmarc=fail header.from=other.example"),
+            Some("r@example.com"),
+        );
         assert_eq!(v.unauthenticated, None);
         // SPF and DKIM both fail; one passing DKIM signature saves it.
         let v = judge(&f, &ar("mx; spf=fail; dkim=fail"), Some("r@example.com"));
-        assert!(v.unauthenticated.as_deref().unwrap().contains("spf=fail and dkim=fail"));
-        let v = judge(&f, &ar("mx; spf=fail; dkim=fail header.d=a; dkim=pass header.d=b"), Some("r@example.com"));
+        assert!(
+            v.unauthenticated
+                .as_deref()
+                .unwrap()
+                .contains("spf=fail and dkim=fail")
+        );
+        let v = judge(
+            &f,
+            &ar("mx; spf=fail; dkim=fail header.d=a; dkim=pass header.d=b"),
+            Some("r@example.com"),
+        );
         assert_eq!(v.unauthenticated, None);
-        assert_eq!(judge(&f, &ar("mx; spf=fail; dkim=none"), None).unauthenticated, None);
+        assert_eq!(
+            judge(&f, &ar("mx; spf=fail; dkim=none"), None).unauthenticated,
+            None
+        );
         // Unset: no Authentication-Results counts at all.
-        let unset = SpamFilter::new(&SpamConfig { trusted_authserv_id: None, ..default_cfg() }).unwrap();
+        let unset = SpamFilter::new(&SpamConfig {
+            trusted_authserv_id: None,
+            ..default_cfg()
+        })
+        .unwrap();
         let v = judge(&unset, &forged, Some("r@example.com"));
         assert_eq!((v.score, v.unauthenticated.as_deref()), (0.0, None));
     }
@@ -1356,7 +1555,11 @@ mod tests {
     }
 
     fn with_body<'a>(subject: &'a str, body: &'a BodyShape) -> SpamInput<'a> {
-        SpamInput { subject: Some(subject), body: Some(body), ..Default::default() }
+        SpamInput {
+            subject: Some(subject),
+            body: Some(body),
+            ..Default::default()
+        }
     }
 
     /// The hits' names but `off-topic` (which every body without security
@@ -1370,17 +1573,27 @@ mod tests {
     #[test]
     fn body_vocabulary_credits_reports_and_charges_pitches() {
         let f = filter();
-        let report = shape("Hi, I found a heap-buffer overflow in the PNG decoder. Steps to reproduce: run the attached PoC. ==1234==ERROR: AddressSanitizer");
+        let report = shape(
+            "Hi, I found a heap-buffer overflow in the PNG decoder. Steps to reproduce: run the attached PoC. ==1234==ERROR: AddressSanitizer",
+        );
         let v = f.judge(&with_body("hi", &report));
         assert!(names(&v).contains(&"body-security-vocabulary"), "{v:?}");
         assert!(v.score < 0.5 && !v.spam, "{v:?}");
-        let pitch = shape("Dear friend, we offer SEO services to get your site on the first page of Google. Click here to unsubscribe.");
+        let pitch = shape(
+            "Dear friend, we offer SEO services to get your site on the first page of Google. Click here to unsubscribe.",
+        );
         let v = f.judge(&with_body("hi", &pitch));
         assert!(v.spam, "{v:?}");
-        assert!(v.matched.contains(&hit("body-spam-vocabulary", 6.0)), "four kinds at most: {v:?}");
+        assert!(
+            v.matched.contains(&hit("body-spam-vocabulary", 6.0)),
+            "four kinds at most: {v:?}"
+        );
         assert!(names(&v).contains(&"off-topic"), "{v:?}");
         // One word of the vocabulary is not enough credit.
-        assert!(!names(&f.judge(&with_body("x", &shape("a vulnerability")))).contains(&"body-security-vocabulary"));
+        assert!(
+            !names(&f.judge(&with_body("x", &shape("a vulnerability"))))
+                .contains(&"body-security-vocabulary")
+        );
     }
 
     /// Terse real reports, as people write them: never held.
@@ -1388,10 +1601,22 @@ mod tests {
     fn terse_reports_are_not_held() {
         let f = filter();
         for (subject, body) in [
-            ("hi", "I think I found a security bug in your login page. How do I report it privately?"),
-            ("Question", "Who should I contact about a possible vulnerability?"),
-            ("", "Dear Sir or Madam, the admin panel shows other users' invoices without a password. Please contact me."),
-            ("Hello", "Your app crashes when I open a file with a long name!!! Is that a problem? Thanks!!"),
+            (
+                "hi",
+                "I think I found a security bug in your login page. How do I report it privately?",
+            ),
+            (
+                "Question",
+                "Who should I contact about a possible vulnerability?",
+            ),
+            (
+                "",
+                "Dear Sir or Madam, the admin panel shows other users' invoices without a password. Please contact me.",
+            ),
+            (
+                "Hello",
+                "Your app crashes when I open a file with a long name!!! Is that a problem? Thanks!!",
+            ),
         ] {
             let b = shape(body);
             let v = f.judge(&with_body(subject, &b));
@@ -1402,24 +1627,68 @@ mod tests {
     #[test]
     fn structure_signals() {
         let f = filter();
-        let links = BodyShape { links: 5, words: 30, ..shape("") };
+        let links = BodyShape {
+            links: 5,
+            words: 30,
+            ..shape("")
+        };
         assert!(names(&f.judge(&with_body("Offer", &links))).contains(&"link-density"));
-        let prose = BodyShape { links: 3, words: 200, ..shape("") };
+        let prose = BodyShape {
+            links: 3,
+            words: 200,
+            ..shape("")
+        };
         assert!(!names(&f.judge(&with_body("Offer", &prose))).contains(&"link-density"));
-        let image = BodyShape { images: 1, has_html: true, has_plain: false, ..shape("") };
-        assert_eq!(topical(&f.judge(&with_body("Offer", &image))), ["image-only", "html-only"]);
+        let image = BodyShape {
+            images: 1,
+            has_html: true,
+            has_plain: false,
+            ..shape("")
+        };
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &image))),
+            ["image-only", "html-only"]
+        );
         let empty = shape("");
-        assert_eq!(topical(&f.judge(&with_body("Offer", &empty))), ["empty-body"]);
-        let attached = BodyShape { attachments: vec!["poc.bin".into()], ..shape("") };
-        assert!(topical(&f.judge(&with_body("Offer", &attached))).is_empty(), "an attachment is content");
-        let ip = BodyShape { ip_links: 1, ..shape("see http://81.9.8.40/") };
-        assert_eq!(topical(&f.judge(&with_body("Offer", &ip))), ["ip-address-link"]);
-        let caps = BodyShape { caps_ratio: 0.8, ..shape("BUY") };
-        assert_eq!(topical(&f.judge(&with_body("Offer", &caps))), ["shouting-body"]);
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &empty))),
+            ["empty-body"]
+        );
+        let attached = BodyShape {
+            attachments: vec!["poc.bin".into()],
+            ..shape("")
+        };
+        assert!(
+            topical(&f.judge(&with_body("Offer", &attached))).is_empty(),
+            "an attachment is content"
+        );
+        let ip = BodyShape {
+            ip_links: 1,
+            ..shape("see http://81.9.8.40/")
+        };
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &ip))),
+            ["ip-address-link"]
+        );
+        let caps = BodyShape {
+            caps_ratio: 0.8,
+            ..shape("BUY")
+        };
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &caps))),
+            ["shouting-body"]
+        );
         // Off topic: no security word in the subject or the body; longer, more so.
         let long = shape(&"word ".repeat(200));
-        assert_eq!(names(&f.judge(&with_body("Offer", &long))), ["off-topic", "off-topic-long"]);
-        assert!(names(&f.judge(&with_body("XSS in search", &long))).iter().all(|n| !n.starts_with("off-topic")));
+        assert_eq!(
+            names(&f.judge(&with_body("Offer", &long))),
+            ["off-topic", "off-topic-long"]
+        );
+        assert!(
+            names(&f.judge(&with_body("XSS in search", &long)))
+                .iter()
+                .all(|n| !n.starts_with("off-topic"))
+        );
     }
 
     #[test]
@@ -1431,13 +1700,19 @@ mod tests {
                 zipped: zipped.iter().map(|s| s.to_string()).collect(),
                 ..shape("Please see the attached file.")
             };
-            topical(&f.judge(&with_body("Document", &b))).into_iter().map(str::to_string).collect::<Vec<_>>()
+            topical(&f.judge(&with_body("Document", &b)))
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
         };
         assert_eq!(judge(&["invoice.pdf.exe"], &[]), ["executable-attachment"]);
         assert_eq!(judge(&["scan.iso"], &[]), ["disk-image-attachment"]);
         assert_eq!(judge(&["login.htm"], &[]), ["html-attachment"]);
         assert_eq!(judge(&["payload.js"], &[]), ["script-attachment"]);
-        assert_eq!(judge(&["docs.zip"], &["docs/invoice.vbs"]), ["zipped-executable"]);
+        assert_eq!(
+            judge(&["docs.zip"], &["docs/invoice.vbs"]),
+            ["zipped-executable"]
+        );
         assert!(judge(&["poc.zip"], &["poc/crash.png", "poc/readme.txt"]).is_empty());
         assert!(judge(&["report.pdf", "trace.txt"], &[]).is_empty());
     }
@@ -1453,30 +1728,71 @@ mod tests {
             ack_template_text: String::new(),
         };
         let f = filter().for_mailbox(&mb);
-        let judge = |name, from| names(&f.judge(&SpamInput { subject: Some("Notice"), from_name: Some(name), from: Some(from), ..Default::default() })).contains(&"impersonates-project");
+        let judge = |name, from| {
+            names(&f.judge(&SpamInput {
+                subject: Some("Notice"),
+                from_name: Some(name),
+                from: Some(from),
+                ..Default::default()
+            }))
+            .contains(&"impersonates-project")
+        };
         assert!(judge("Example Security Team", "alert@mailer.example.net"));
         assert!(judge("security@example.org Mail Admin", "x@phish.example"));
-        assert!(!judge("Example Security Team", "alice@example.org"), "from our own domain");
-        assert!(!judge("Acme Security Team", "psirt@acme.example"), "another project's team");
-        assert!(!judge("Example Fan", "fan@mail.example.net"), "no team word");
+        assert!(
+            !judge("Example Security Team", "alice@example.org"),
+            "from our own domain"
+        );
+        assert!(
+            !judge("Acme Security Team", "psirt@acme.example"),
+            "another project's team"
+        );
+        assert!(
+            !judge("Example Fan", "fan@mail.example.net"),
+            "no team word"
+        );
     }
 
     #[test]
     fn signals_are_reweighted_or_silenced_by_config() {
-        let cfg = SpamConfig { signals: vec![("link-density".into(), 0.0), ("x-spam-flag".into(), 1.0)], ..default_cfg() };
+        let cfg = SpamConfig {
+            signals: vec![("link-density".into(), 0.0), ("x-spam-flag".into(), 1.0)],
+            ..default_cfg()
+        };
         let f = SpamFilter::new(&cfg).unwrap();
-        let links = BodyShape { links: 5, words: 10, ..shape("see these") };
-        assert!(topical(&f.judge(&with_body("Offer", &links))).is_empty(), "silenced signals do not show");
+        let links = BodyShape {
+            links: 5,
+            words: 10,
+            ..shape("see these")
+        };
+        assert!(
+            topical(&f.judge(&with_body("Offer", &links))).is_empty(),
+            "silenced signals do not show"
+        );
         let flag = ["YES".to_owned()];
-        let v = f.judge(&SpamInput { x_spam_flag: &flag, ..subject("Report") });
+        let v = f.judge(&SpamInput {
+            x_spam_flag: &flag,
+            ..subject("Report")
+        });
         assert_eq!(v.matched, [hit("x-spam-flag", 1.0)]);
-        let bad = SpamConfig { signals: vec![("no-such-signal".into(), 1.0)], ..default_cfg() };
-        assert!(format!("{:#}", SpamFilter::new(&bad).unwrap_err()).contains("spam.signals.no-such-signal"));
+        let bad = SpamConfig {
+            signals: vec![("no-such-signal".into(), 1.0)],
+            ..default_cfg()
+        };
+        assert!(
+            format!("{:#}", SpamFilter::new(&bad).unwrap_err())
+                .contains("spam.signals.no-such-signal")
+        );
         let mut names: Vec<&str> = SIGNALS.iter().map(|s| s.0).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), SIGNALS.len(), "unique signal names");
-        assert!(!names.iter().any(|n| DEFAULT_RULES.iter().any(|r| r.0 == *n)), "signal and rule names differ");
+        assert!(
+            !names
+                .iter()
+                .any(|n| DEFAULT_RULES.iter().any(|r| r.0 == *n)),
+            "signal and rule names differ"
+        );
     }
 
     /// A PGP/MIME report is never spam by its body, and our own address
@@ -1484,9 +1800,19 @@ mod tests {
     #[test]
     fn encrypted_bodies_are_not_scored_and_forged_from_is_held() {
         let f = filter();
-        let v = f.judge(&SpamInput { subject: Some("..."), encrypted: true, body: None, ..Default::default() });
+        let v = f.judge(&SpamInput {
+            subject: Some("..."),
+            encrypted: true,
+            body: None,
+            ..Default::default()
+        });
         assert!(!v.spam);
-        let v = f.judge(&SpamInput { subject: Some("Report"), encrypted: true, from_ours: true, ..Default::default() });
+        let v = f.judge(&SpamInput {
+            subject: Some("Report"),
+            encrypted: true,
+            from_ours: true,
+            ..Default::default()
+        });
         assert!(v.spam && names(&v) == ["forged-own-address"], "{v:?}");
     }
 
@@ -1494,10 +1820,17 @@ mod tests {
     /// score, the README by name.
     #[test]
     fn every_signal_is_documented() {
-        let read = |f: &str| std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let read = |f: &str| {
+            std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
         let (example, readme) = (read("config.example.toml"), read("README.md"));
         for (name, score, _) in SIGNALS {
-            assert!(example.lines().any(|l| l == format!("# {name} = {score:?}")), "config.example.toml: # {name} = {score:?}");
+            assert!(
+                example
+                    .lines()
+                    .any(|l| l == format!("# {name} = {score:?}")),
+                "config.example.toml: # {name} = {score:?}"
+            );
             assert!(readme.contains(&format!("`{name}`")), "README.md: `{name}`");
         }
     }
