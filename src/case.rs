@@ -76,6 +76,15 @@ pub struct Context {
     /// The spam filter judged this message spam (only consulted for new mail:
     /// a reply on a case always reaches the team).
     pub spam: bool,
+    /// `From` is our own address or an alias and the message is not one of
+    /// ours: forged, held for a human (never answered, never a case).
+    pub forged_from: bool,
+    /// Why the sender may be forged (trusted `Authentication-Results`): a new
+    /// case is opened but gets no ack ([`crate::spam::Verdict::unauthenticated`]).
+    pub unauthenticated: Option<String>,
+    /// Why the reply address must never get mail from us (our own mailbox,
+    /// an alias, a postmaster or mailer-daemon), if so.
+    pub reply_refused: Option<&'static str>,
 }
 
 /// Why the team is being told.
@@ -144,6 +153,11 @@ fn decide_kind(msg: &Parsed, ctx: &Context) -> Vec<Action> {
     if ctx.own_message {
         return vec![Ignore { reason: "our own message (loop)".into() }];
     }
+    // Our own address in From on mail that is not ours: forged. Held for a
+    // human, whatever it claims to answer (a verified team signature aside).
+    if ctx.forged_from && !matches!(ctx.team, TeamStatus::Verified { .. }) {
+        return vec![Quarantine];
+    }
     if let Some(why) = &msg.automatic {
         let case = ctx.by_reference.as_ref().or(ctx.by_tag.as_ref());
         return match case {
@@ -151,6 +165,9 @@ fn decide_kind(msg: &Parsed, ctx: &Context) -> Vec<Action> {
                 Append { case_id: c.id, flag: Some(format!("automatic: {why}")) },
                 Event { kind: "automatic-mail", detail: format!("automatic mail recorded ({why}); not answered") },
             ],
+            // Bulk spam often carries List-Unsubscribe: held, it is listed
+            // and digested for a human, like any other spam.
+            None if ctx.spam => vec![Quarantine],
             None => vec![Ignore { reason: format!("automatic mail: {why}") }],
         };
     }
@@ -175,6 +192,14 @@ fn decide_kind(msg: &Parsed, ctx: &Context) -> Vec<Action> {
     }
     match msg.reply_address() {
         None => out.push(Event { kind: "no-ack", detail: "no reply address; ack not sent".into() }),
+        Some(to) if ctx.reply_refused.is_some() => out.push(Event {
+            kind: "no-ack",
+            detail: format!("ack not sent: {to} is {}; secmail never writes to it", ctx.reply_refused.unwrap_or("ours")),
+        }),
+        Some(_) if ctx.unauthenticated.is_some() => out.push(Event {
+            kind: "ack-withheld",
+            detail: format!("ack withheld: {}", ctx.unauthenticated.as_deref().unwrap_or("")),
+        }),
         Some(_) if ctx.auto_replies_last_hour >= ctx.auto_reply_limit => out.push(Event {
             kind: "no-ack",
             detail: format!(
@@ -295,6 +320,9 @@ mod tests {
             auto_replies_last_hour: 0,
             auto_reply_limit: 5,
             spam: false,
+            forged_from: false,
+            unauthenticated: None,
+            reply_refused: None,
         }
     }
 
@@ -335,6 +363,8 @@ mod tests {
         assert!(matches!(a[0], Action::Append { case_id: 3, .. }));
         assert!(!a.iter().any(|x| matches!(x, Action::Ack { .. } | Action::Notify(_))));
         assert!(matches!(&decide(&msg(""), &Context { own_message: true, ..ctx() })[..], [Action::Ignore { .. }]));
+        // New bulk mail judged spam is held rather than ignored.
+        assert_eq!(decide(&msg("List-Unsubscribe: <mailto:u@x>\r\n"), &Context { spam: true, ..ctx() }), vec![Action::Quarantine]);
     }
 
     #[test]
@@ -367,6 +397,31 @@ mod tests {
         let known = KnownCase { id: 2, reporter: "r@example.org".into(), state: "acknowledged".into() };
         let a = decide(&msg(""), &Context { spam: true, by_reference: Some(known), ..ctx() });
         assert_eq!(a[0], Action::Append { case_id: 2, flag: None });
+    }
+
+    /// See: issue 15. Our own address forged in From: held, never answered,
+    /// never a case, even when it names a case.
+    #[test]
+    fn forged_own_address_is_held() {
+        assert_eq!(decide(&msg(""), &Context { forged_from: true, ..ctx() }), vec![Action::Quarantine]);
+        let known = KnownCase { id: 2, reporter: "r@example.org".into(), state: "acknowledged".into() };
+        assert_eq!(decide(&msg(""), &Context { forged_from: true, by_reference: Some(known), ..ctx() }), vec![Action::Quarantine]);
+        // Our own Message-ID coming back is a loop, not a forgery.
+        assert!(matches!(&decide(&msg(""), &Context { forged_from: true, own_message: true, ..ctx() })[..], [Action::Ignore { .. }]));
+    }
+
+    /// See: issue 15. A sender the trusted Authentication-Results call forged
+    /// still opens a case (a report is a report), without an ack.
+    #[test]
+    fn unauthenticated_sender_gets_a_case_but_no_ack() {
+        let a = decide(&msg(""), &Context { unauthenticated: Some("dmarc=fail".into()), ..ctx() });
+        assert_eq!(a[0], Action::OpenCase);
+        assert!(!a.iter().any(|x| matches!(x, Action::Ack { .. })), "{a:?}");
+        assert!(a.iter().any(|x| matches!(x, Action::Event { kind: "ack-withheld", detail } if detail.contains("dmarc=fail"))), "{a:?}");
+        assert!(a.contains(&Action::Notify(Notice::NewCase)));
+        let a = decide(&msg(""), &Context { reply_refused: Some("the mailbox's own address"), ..ctx() });
+        assert_eq!(a[0], Action::OpenCase);
+        assert!(!a.iter().any(|x| matches!(x, Action::Ack { .. })), "{a:?}");
     }
 
     /// See: issue 7 (an address lettre refuses made the message retry for ever).

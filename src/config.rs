@@ -147,6 +147,10 @@ The security team <{team_address}>
 pub struct MailboxConfig {
     /// The published security@ address reporters write to; From of all our mail.
     pub address: String,
+    /// Other addresses that deliver to the same mailbox (`mailbox.aliases`):
+    /// secmail never sends to them, and mail claiming to be from them is
+    /// forged.
+    pub aliases: Vec<String>,
     /// Display name on our outgoing mail.
     pub name: String,
     /// Case ids are `<prefix>-<n>`.
@@ -155,6 +159,31 @@ pub struct MailboxConfig {
     pub ack_template: Option<PathBuf>,
     /// Ack template text (built-in or read from `ack_template`).
     pub ack_template_text: String,
+}
+
+impl MailboxConfig {
+    /// Whether `addr` is the mailbox address or one of its aliases
+    /// (case-insensitive).
+    pub fn is_ours(&self, addr: &str) -> bool {
+        let addr = addr.trim();
+        addr.eq_ignore_ascii_case(&self.address) || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(addr))
+    }
+
+    /// Why secmail must never send mail to `addr`, if it must not: our own
+    /// mailbox (a loop), an alias of it, or an MTA's postmaster or
+    /// mailer-daemon (any domain: they answer mail with mail, RFC 5321 §4.5.1).
+    pub fn never_send_to(&self, addr: &str) -> Option<&'static str> {
+        let local = addr.trim().rsplit_once('@').map(|(l, _)| l).unwrap_or(addr);
+        if addr.trim().eq_ignore_ascii_case(&self.address) {
+            Some("the mailbox's own address")
+        } else if self.is_ours(addr) {
+            Some("an alias of the mailbox (mailbox.aliases)")
+        } else if local.eq_ignore_ascii_case("postmaster") || local.eq_ignore_ascii_case("mailer-daemon") {
+            Some("an MTA's postmaster or mailer-daemon")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +331,13 @@ pub struct SpamConfig {
     /// Use the shipped default rules in addition to `rules`.
     pub default_rules: bool,
     pub rules: Vec<SpamRuleConfig>,
+    /// `[spam.signals] name = score`: re-weights (0.0 silences) one of the
+    /// signals beyond the subject ([`crate::spam::SIGNALS`]).
+    pub signals: Vec<(String, f64)>,
+    /// The authserv-id (RFC 8601 §2.2) of our own MTA's
+    /// `Authentication-Results`; only those count. `None`: none count (any
+    /// other header may have been written by the sender).
+    pub trusted_authserv_id: Option<String>,
     /// How often the team gets a digest of newly held messages (none when
     /// nothing was held).
     pub digest_every: Duration,
@@ -392,6 +428,7 @@ struct RawDisclosureList {
 #[serde(deny_unknown_fields)]
 struct RawMailbox {
     address: Option<String>,
+    aliases: Option<Vec<String>>,
     name: Option<String>,
     case_prefix: Option<String>,
     ack_template: Option<PathBuf>,
@@ -492,6 +529,8 @@ struct RawSpam {
     default_rules: Option<bool>,
     digest_every: Option<String>,
     rule: Option<Vec<RawSpamRule>>,
+    signals: Option<std::collections::BTreeMap<String, f64>>,
+    trusted_authserv_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -621,7 +660,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         },
         None => DEFAULT_ACK_TEMPLATE.to_string(),
     };
+    let aliases = rm
+        .aliases
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| check_address(&format!("mailbox.aliases[{i}]"), a, &mut errs).to_ascii_lowercase())
+        .collect();
     let mailbox = MailboxConfig {
+        aliases,
         address,
         name: rm.name.unwrap_or_else(|| "Security Team".into()),
         case_prefix,
@@ -791,10 +838,27 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             score: r.score.unwrap_or(1.0),
         });
     }
+    let mut signals = Vec::new();
+    for (name, score) in rs.signals.unwrap_or_default() {
+        if !crate::spam::SIGNALS.iter().any(|(n, ..)| *n == name) {
+            let known: Vec<&str> = crate::spam::SIGNALS.iter().map(|(n, ..)| *n).collect();
+            errs.push(format!("spam.signals.{name}: unknown signal (known: {})", known.join(", ")));
+        } else if !score.is_finite() {
+            errs.push(format!("spam.signals.{name}: must be a finite number"));
+        } else {
+            signals.push((name, score));
+        }
+    }
+    let trusted_authserv_id = rs.trusted_authserv_id.map(|s| s.trim().to_string());
+    if trusted_authserv_id.as_deref().is_some_and(|s| s.is_empty() || s.contains(char::is_whitespace) || s.contains(';')) {
+        errs.push("spam.trusted_authserv_id: must be one token, the authserv-id your MTA writes first in Authentication-Results (e.g. \"mx.example.org\")".into());
+    }
     let spam = SpamConfig {
         threshold: rs.threshold.unwrap_or(5.0),
         default_rules: rs.default_rules.unwrap_or(true),
         rules,
+        signals,
+        trusted_authserv_id,
         digest_every: duration("spam.digest_every", rs.digest_every, h(24), &mut errs),
     };
     if !spam.threshold.is_finite() || spam.threshold <= 0.0 {
@@ -1155,6 +1219,37 @@ mod tests {
         assert!(e.0.iter().any(|l| l.starts_with("policy.hours:")), "{e}");
         let missing = format!("{base}[policy]\ncalendar = \"business\"\n");
         assert!(Config::parse(&missing, d.path()).unwrap_err().to_string().contains("policy.timezone: missing"));
+    }
+
+    /// See: issue 15. `mailbox.aliases`, `spam.trusted_authserv_id` and
+    /// `[spam.signals]`, with one line per bad value.
+    #[test]
+    fn aliases_trusted_authserv_id_and_signals() {
+        let d = tempfile::tempdir().unwrap();
+        let base = "[outbox_dir]\npath = \"out\"\n[maildir]\npath = \"md\"\n[team]\ncoordinator = \"a@example.org\"\n";
+        let ok = format!(
+            "{base}[mailbox]\naddress = \"security@example.org\"\naliases = [\"Secure@Example.org\"]\n\
+             [spam]\ntrusted_authserv_id = \"mx.example.org\"\n[spam.signals]\nlink-density = 0.0\nhtml-only = 2.5\n"
+        );
+        let c = Config::parse(&ok, d.path()).unwrap();
+        assert!(c.mailbox.is_ours("secure@example.org") && c.mailbox.is_ours("SECURITY@example.org"));
+        assert!(!c.mailbox.is_ours("alice@example.org"));
+        for addr in ["security@example.org", "secure@example.org", "postmaster@elsewhere.example", "MAILER-DAEMON@mx.example"] {
+            assert!(c.mailbox.never_send_to(addr).is_some(), "{addr}");
+        }
+        assert_eq!(c.mailbox.never_send_to("alice@example.org"), None);
+        assert_eq!(c.spam.trusted_authserv_id.as_deref(), Some("mx.example.org"));
+        assert_eq!(c.spam.signals, [("html-only".to_string(), 2.5), ("link-density".to_string(), 0.0)]);
+        let bad = format!(
+            "{base}[mailbox]\naddress = \"security@example.org\"\naliases = [\"not an address\"]\n\
+             [spam]\ntrusted_authserv_id = \"mx; spf=pass\"\n[spam.signals]\nlink_density = 0.0\n"
+        );
+        let e = Config::parse(&bad, d.path()).unwrap_err();
+        for key in ["mailbox.aliases[0]:", "spam.trusted_authserv_id:", "spam.signals.link_density: unknown signal"] {
+            assert!(e.0.iter().any(|l| l.starts_with(key)), "{key}: {e}");
+        }
+        let unset = Config::parse(&format!("{base}[mailbox]\naddress = \"security@example.org\"\n"), d.path()).unwrap();
+        assert_eq!(unset.spam.trusted_authserv_id, None, "unset: no Authentication-Results is trusted");
     }
 
     #[test]

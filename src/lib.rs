@@ -19,6 +19,7 @@
 //! Core (pure: values and `now` in, decisions out):
 //! - [`prescan`]: the `[limits]` checked before the MIME parser sees bytes.
 //! - [`mail`]: parse raw bytes into what the rules need; spot automatic mail.
+//! - [`body`]: what the spam signals see of a body (text head, structure).
 //! - [`case`]: case ids, states, and what a message gets ([`case::Action`]).
 //! - [`deadline`]: when promises fall due.
 //! - [`calendar`]: business calendars (time zone, days, hours, holidays).
@@ -29,6 +30,7 @@
 //! - [`clock`]: time as an input.
 
 pub mod advisory;
+pub mod body;
 pub mod calendar;
 pub mod case;
 pub mod cli;

@@ -53,6 +53,9 @@ pub struct Parsed {
     pub x_spam_flag: Vec<String>,
     pub x_spam_status: Vec<String>,
     pub authentication_results: Vec<String>,
+    /// What the body spam signals look at ([`crate::body`]); empty for an
+    /// encrypted message or one over a limit (never scored on content).
+    pub shape: crate::body::BodyShape,
 }
 
 impl Parsed {
@@ -168,6 +171,7 @@ pub fn parse(raw: &[u8], limits: &ParseLimits) -> Parsed {
     if let Some(b) = &over {
         problems.push(format!("over a limit ({b}); kept raw, body not parsed"));
     } else if !out.encrypted {
+        out.shape = crate::body::shape(&msg);
         out.text = msg
             .body_text(0)
             .map(|t| t.into_owned())
@@ -302,8 +306,20 @@ fn automatic_reason(
     if !raw_all("List-Id").is_empty() {
         return Some("List-Id present (mailing list)".into());
     }
-    if !raw_all("X-Autoreply").is_empty() || !raw_all("X-Autorespond").is_empty() {
-        return Some("X-Autoreply present".into());
+    for name in ["X-Autoreply", "X-Autorespond", "X-Loop", "List-Unsubscribe", "Feedback-ID"] {
+        if !raw_all(name).is_empty() {
+            return Some(format!("{name} present ({})", bulk_kind(name)));
+        }
+    }
+    // Microsoft's "do not auto-reply to this" (MS-OXCMAIL §2.1.3.2.20): set
+    // on Exchange out-of-office replies, which carry no Auto-Submitted.
+    for v in raw_all("X-Auto-Response-Suppress") {
+        if v.split(',').map(str::trim).any(|w| ["all", "oof", "autoreply"].iter().any(|s| w.eq_ignore_ascii_case(s))) {
+            return Some(format!("X-Auto-Response-Suppress: {}", v.trim()));
+        }
+    }
+    if OOF_SUBJECT.is_match(&p.subject) {
+        return Some(format!("out-of-office subject ({})", crate::compose::one_line(&p.subject)));
     }
     if let Some(ct) = msg.root_part().content_type()
         && ct.ctype().eq_ignore_ascii_case("multipart")
@@ -329,6 +345,26 @@ fn automatic_reason(
     }
     None
 }
+
+/// What a bulk or automatic header says about the mail.
+fn bulk_kind(name: &str) -> &'static str {
+    match name {
+        "X-Loop" => "it passed an auto-responder or list already",
+        "List-Unsubscribe" | "Feedback-ID" => "bulk mail",
+        _ => "an auto-responder",
+    }
+}
+
+/// Out-of-office and auto-reply subjects as Exchange, Outlook, Gmail,
+/// Thunderbird and common webmails write them, in the common languages: the
+/// phrase opens the subject (after `Re:`-style prefixes) and is followed by a
+/// colon or ends it, so "Auto-reply loop in the mailer" is not one.
+static OOF_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^\s*(?:(?:re|aw|sv|vs|tr|wg|fw|fwd|antw|odp|ynt)\s*[:：]\s*)*(?:automatic reply|auto[- ]?reply|auto[- ]?response|autoresponse|out of (?:the )?office(?: reply| autoreply| auto reply)?|away from (?:the )?office|vacation reply|abwesenheitsnotiz|automatische antwort|abwesend|réponse automatique|reponse automatique|absence du bureau|absent(?:e)? du bureau|message d'absence|respuesta automática|respuesta automatica|fuera de la oficina|resposta automática|resposta automatica|ausente do escritório|fora do escritório|risposta automatica|risposta automatica fuori sede|fuori sede|fuori ufficio|automatisch antwoord|afwezigheidsbericht|niet aanwezig|afwezig|automatisk svar|autosvar|fraværende|frånvaro|automaattinen vastaus|poissa|automatyczna odpowiedź|poza biurem|automatická odpověď|mimo kancelář|otomatik yanıt|otomatik cevap|ofis dışında|automatikus válasz|αυτόματη απάντηση|автоматический ответ|автоответ|нет на месте|вне офиса|автоматична відповідь|自動応答|自動返信|不在通知|自动回复|自動回覆|自动答复|자동 응답|부재중)\s*(?:[:：\-–—]|$)",
+    )
+    .expect("static regex")
+});
 
 static SUBJECT_TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[([A-Za-z0-9]{1,16})-([0-9]{1,18})\]").expect("static regex"));
@@ -488,6 +524,50 @@ The parser overflows.\r\n";
         assert!(p(&format!("Auto-Submitted: no\r\n{REPORT}")).automatic.is_none());
         let daemon = REPORT.replace("Rita Reporter <Rita@Example.org>", "MAILER-DAEMON@example.org");
         assert!(p(&daemon).automatic.is_some());
+    }
+
+    /// See: issue 15. Automatic mail as real systems send it, without
+    /// Auto-Submitted.
+    #[test]
+    fn automatic_mail_as_real_systems_send_it() {
+        for (hdr, why) in [
+            ("X-Auto-Response-Suppress: All", "X-Auto-Response-Suppress"),
+            ("X-Auto-Response-Suppress: DR, OOF, AutoReply", "X-Auto-Response-Suppress"),
+            ("X-Autoreply: yes", "X-Autoreply"),
+            ("X-Autorespond: on vacation", "X-Autorespond"),
+            ("X-Loop: security@example.org", "X-Loop"),
+            ("List-Unsubscribe: <mailto:unsub@news.example>", "bulk"),
+            ("Feedback-ID: 1234:campaign:mailer", "bulk"),
+        ] {
+            let m = p(&format!("{hdr}\r\n{REPORT}"));
+            assert!(m.automatic.as_deref().unwrap_or("").contains(why), "{hdr}: {:?}", m.automatic);
+        }
+        // Delivery and read receipts only: not a "do not auto-reply".
+        assert!(p(&format!("X-Auto-Response-Suppress: DR, RN, NRN\r\n{REPORT}")).automatic.is_none());
+        for subject in [
+            "Automatic reply: Heap overflow in parser",
+            "Autoreply: your message",
+            "Out of Office: XSS",
+            "Out of office",
+            "Abwesenheitsnotiz: Sicherheitslücke",
+            "AW: Automatische Antwort: Test",
+            "Réponse automatique : faille XSS",
+            "Respuesta automática: informe",
+            "Fuera de la oficina: informe",
+            "Resposta automática: relatório",
+            "Risposta automatica: segnalazione",
+            "Automatisch antwoord: melding",
+            "自動応答: 脆弱性",
+            "自动回复：漏洞报告",
+            "Автоматический ответ: уязвимость",
+        ] {
+            let m = p(&REPORT.replace("Heap overflow in parser", subject));
+            assert!(m.automatic.as_deref().unwrap_or("").contains("out-of-office"), "{subject}: {:?}", m.automatic);
+        }
+        for subject in ["Auto-reply loop in the mailer causes a DoS", "Automatic replies can be forged", "RCE in the out of office module"] {
+            let m = p(&REPORT.replace("Heap overflow in parser", subject));
+            assert!(m.automatic.is_none(), "{subject}: {:?}", m.automatic);
+        }
     }
 
     #[test]

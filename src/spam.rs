@@ -28,15 +28,30 @@
 //!   alone is +10.
 //!
 //! Upstream `Authentication-Results` failures add at most [`AUTH_FAIL_CAP`]
-//! (3): never enough alone, enough with one weak subject rule.
+//! (3): never enough alone, enough with one weak subject rule. Only headers
+//! whose authserv-id is `spam.trusted_authserv_id` count (RFC 8601 §5: any
+//! other may have been written by the sender); unset, none do.
+//!
+//! # Signals beyond the subject
+//! The subject rules stay at the centre; [`SIGNALS`] adds cheap, explainable
+//! facts from the first [`crate::body::HEAD_CHARS`] characters of the body
+//! and from the message's structure ([`crate::body::BodyShape`]): security
+//! vocabulary as credit, spam vocabulary, link density, image-only and
+//! HTML-only mail, attachments typical of malware, a display name that
+//! impersonates the project, our own address forged in `From`. Each is a
+//! named hit with a score, re-weighted or silenced by `[spam.signals]`. An
+//! encrypted message is never scored on its body.
 //!
 //! The measured quality on the fixtures under `fixtures/spam/` is checked by the
 //! `fixture_quality` test below (run it with `--nocapture` to see the numbers).
 
+use std::sync::LazyLock;
+
 use anyhow::{Context, bail};
 use regex::RegexSet;
 
-use crate::config::SpamConfig;
+use crate::body::BodyShape;
+use crate::config::{MailboxConfig, SpamConfig};
 
 /// Score added when any `X-Spam-Flag` header says `YES` (SpamAssassin's flag;
 /// an upstream filter already decided).
@@ -113,6 +128,14 @@ pub const DEFAULT_RULES: &[(&str, &str, f64)] = &[
         1.5,
     ),
     ("bug-bounty-mention", r"(?i)\bbount(?:y|ies)\b", 1.0),
+    (
+        "tracking-token",
+        // a bulk mailer's per-recipient token: a run of blanks then a code
+        // at the end, or digits glued to the last word
+        r"\S\s{4,}\S+\s*$|\S[ \t]{3,}$|[\p{L}!?.,][0-9]{5,}\s*$|[a-z][A-Z]{4,}\s*$",
+        2.0,
+    ),
+    ("adv-label", r"^\s*(?:ADV|Adv|adv)\s*:", 5.0),
     // --- medium: ambiguous words, need a second signal (2–3) ----------------
     (
         "sales-opener",
@@ -259,6 +282,264 @@ pub const DEFAULT_RULES: &[(&str, &str, f64)] = &[
     ),
 ];
 
+/// The signals beyond the subject: `(name, default score, what it means)`.
+/// `[spam.signals] name = score` re-weights one (0.0 silences it). Upstream
+/// signals are here too, so every named hit `secmail quarantine` shows can be
+/// re-weighted.
+pub const SIGNALS: &[(&str, f64, &str)] = &[
+    (
+        "x-spam-flag",
+        X_SPAM_FLAG_SCORE,
+        "an upstream filter set X-Spam-Flag: YES",
+    ),
+    (
+        "x-spam-status",
+        X_SPAM_STATUS_SCORE,
+        "an upstream filter set X-Spam-Status: Yes, ...",
+    ),
+    (
+        "auth-dmarc-fail",
+        DMARC_FAIL_SCORE,
+        "trusted Authentication-Results: dmarc=fail (capped with the other auth-* at 3)",
+    ),
+    (
+        "auth-spf-fail",
+        SPF_FAIL_SCORE,
+        "trusted Authentication-Results: spf=fail",
+    ),
+    (
+        "auth-spf-softfail",
+        SPF_SOFTFAIL_SCORE,
+        "trusted Authentication-Results: spf=softfail",
+    ),
+    (
+        "auth-dkim-fail",
+        DKIM_FAIL_SCORE,
+        "trusted Authentication-Results: dkim=fail",
+    ),
+    (
+        "forged-own-address",
+        10.0,
+        "From is our own mailbox address or an alias, on mail that is not ours",
+    ),
+    (
+        "impersonates-project",
+        3.0,
+        "the display name names the project (or our address) with a team or account word, sent from outside our domain",
+    ),
+    (
+        "body-security-vocabulary",
+        -1.5,
+        "credit per kind of security-report vocabulary in the body (CVE ids, PoC, steps to reproduce, overflow, ...), from two kinds on, at most four",
+    ),
+    (
+        "off-topic",
+        1.5,
+        "neither the subject nor the body uses any security vocabulary, not even \"security\", \"bug\", \"crash\", \"password\" or \"login\"",
+    ),
+    (
+        "off-topic-long",
+        1.0,
+        "off-topic over 100 words or more: a long text that never touches security",
+    ),
+    (
+        "body-spam-vocabulary",
+        1.5,
+        "per kind of spam phrase in the body (click here, opt-out footers, SEO, lottery, verify your account, toll-free numbers, ...), at most four kinds",
+    ),
+    (
+        "commercial-vocabulary",
+        1.5,
+        "five or more distinct words of trade in the body (money, business, price, offer, income, marketing, ...)",
+    ),
+    (
+        "link-density",
+        2.0,
+        "three or more links and fewer than twelve words per link",
+    ),
+    (
+        "ip-address-link",
+        2.0,
+        "a link to a public IP address instead of a name",
+    ),
+    (
+        "shouting-body",
+        2.0,
+        "more than half of the letters of the body's opening are capitals",
+    ),
+    (
+        "image-only",
+        3.0,
+        "one or more images and under 40 characters of text",
+    ),
+    (
+        "html-only",
+        1.5,
+        "an HTML body without a plain-text alternative",
+    ),
+    ("empty-body", 1.5, "no text, no image, no attachment"),
+    (
+        "executable-attachment",
+        5.0,
+        "an attachment that runs when opened (.exe, .scr, .vbs, .hta, .lnk, .bat, ...)",
+    ),
+    ("script-attachment", 2.5, "a .js attachment"),
+    (
+        "disk-image-attachment",
+        3.0,
+        "an .iso, .img or .vhd attachment (used to smuggle executables)",
+    ),
+    (
+        "html-attachment",
+        2.5,
+        "an .html or .htm attachment (phishing forms)",
+    ),
+    (
+        "zipped-executable",
+        5.0,
+        "a .zip attachment whose directory lists an executable, script or disk image",
+    ),
+];
+
+/// Kinds of security-report vocabulary in a body: from two distinct kinds on
+/// (one word alone is too easy to use in a pitch), each earns the
+/// `body-security-vocabulary` credit, at most [`BODY_SECURITY_MAX_KINDS`].
+const BODY_SECURITY_TERMS: &[&str] = &[
+    r"(?i)\bcve-\d{4}-\d{4,}|\bcwe-\d+|\bcvss\b|\bghsa-",
+    r"(?i)\bvulnerab\w*|vulnérab\w*|\bschwachstelle|уязвим|漏洞|脆弱性|\bsecurity (?:issue|bug|flaw|hole|problem)s?\b",
+    r"(?i)\bproof[- ]of[- ]concept\b|\bpoc\b|\bpayload\b",
+    r"(?i)\bsteps to reproduce\b|\bto reproduce\b|\breproduc(?:er|ible|tion)\b",
+    r"(?i)\bexploit\w*",
+    r"(?i)\b(?:heap|stack|buffer|integer)[- ](?:overflow|underflow|corruption|exhaustion)\b|\buse[- ]after[- ]free\b|\bout[- ]of[- ]bounds\b|\bnull pointer\b|\bdouble[- ]free\b|\bmemory (?:corruption|leak|safety)\b",
+    r"(?i)\b(?:xss|csrf|ssrf|sqli|xxe|rce|idor|lfi)\b|\b(?:sql|command|code|header|template) injection\b|\bremote code execution\b|\b(?:path|directory) traversal\b|\bprivilege escalation\b|\bdenial[- ]of[- ]service\b|\bdeseriali[sz]\w*|\bauthentication bypass\b",
+    r"(?i)\baffected (?:versions?|releases?|component)\b|\bfixed in\b|\bversions? \d+\.\d+",
+    r"(?i)\bstack ?trace\b|\bbacktrace\b|\baddresssanitizer\b|==\d+==ERROR|\bsegmentation fault\b|\bsegv\b|\bvalgrind\b|\bgdb\b",
+    r"(?i)\bpatch(?:es)?\b|\bcommit [0-9a-f]{7,}|\bsrc/|\.(?:c|h|rs|py|go|js|ts|java|php|rb):\d+",
+    r"(?i)\bembargo\w*|\bcoordinated disclosure\b|\bresponsible disclosure\b|\bsecurity advisory\b|\bthreat model\b|\battacker\b",
+    r"(?i)\bauthenticat\w*|\bunauthori[sz]ed\b|\binsecure\w*|\bexfiltrat\w*|\bsaniti[sz]\w*|\bsessions?\b|\binvalidat\w*|\bpasswd\b|\bprivileges?\b|路径穿越|注入|越权|未授权|权限|攻击",
+];
+
+/// Kinds of spam phrasing in a body; each distinct kind adds the
+/// `body-spam-vocabulary` score, at most [`BODY_SPAM_MAX_KINDS`] of them.
+const BODY_SPAM_TERMS: &[&str] = &[
+    // opt-out footers of bulk mail
+    r"(?i)\bunsubscribe\b|\bopt[- ]?out\b|\bto stop receiving\b|\bno longer wish to receive\b|\bremove (?:me|you) from (?:our|this|the) (?:list|mailing)|\bto be removed\b|\bremoval (?:instructions|request|link)\b|\b(?:reply|respond|e-?mail) (?:us )?with [\x22']?remove\b|\bremove in the subject\b|\bthis is not (?:a )?spam\b|\bbill s\.? ?1618\b|\bsent in compliance\b|\byou (?:are receiving|received|have received) this (?:e-?mail|message|newsletter|mailing)\b|\bwho does not wish to receive\b|\bexclude(?:d)? (?:yourself|from (?:future|further))\b|\bremove info\b|\bin the subject line\b|\bremoved from (?:this|our|the|future)\b",
+    r"(?i)\bclick (?:here|below|the (?:link|button) below|on the (?:link|button)|this link)\b",
+    r"(?i)\blimited time\b|\bact now\b|\b(?:special|exclusive|introductory|limited) (?:offer|deal|discount|price)\b|\bfree trial\b|\brisk[- ]free\b|\bno obligation\b|\b100% (?:free|guaranteed|satisfaction)\b|\b(?:best|lowest) (?:prices?|rates?)\b|\b(?:order|buy|shop) (?:now|today|online)\b|\b\d{2}% off\b|\bwhy pay more\b|\bsave (?:up to|over|\$)",
+    r"(?i)\bseo\b|\bback-?links?\b|\bguest (?:post|article)s?\b|\bfirst page of google\b|\bsearch engines? (?:rank\w*|optimi[sz]ation|placement|listings?)\b|\bweb(?:site)? (?:traffic|redesign|design services|development services|promotion)\b|\bdigital marketing\b|\blead generation\b|\b(?:fresh|qualified|targeted) leads\b|\bdomain authority\b|\bsocial media marketing\b|\b(?:internet|online|e-?mail|bulk e-?mail) marketing\b|\b(?:targeted|bulk|millions of|fresh) e-?mail (?:addresses|lists?)\b",
+    r"(?i)\blotter(?:y|ies)\b|\binheritance\b|\bbeneficiary\b|\bnext of kin\b|\bwestern union\b|\bmoneygram\b|\bwire transfer\b|\b(?:million|billion) (?:us )?(?:dollars|usd|euros?)\b|\binvestment (?:opportunit\w*|package|returns?)\b|\bpassive income\b|\bcrypto ?currenc\w*|\bbitcoin\b|\bforex\b|\bbinary options?\b|\bstrictly confidential\b|\bassistance in (?:transferring|the transfer)\b",
+    r"(?i)\bverify your (?:account|e-?mail|identity|mailbox|login)\b|\byour (?:mailbox|e-?mail account|account|password) (?:will|has|is|was) (?:be(?:en)? )?(?:expir|suspend|deactivat|clos|lock|terminat|disabl)\w*|\bmailbox (?:quota|storage|is (?:almost )?full)\b|\b(?:re-?)?validate your\b|\bconfirm your (?:account|password|identity)\b|\bupdate your (?:payment|billing)\b|\bpassword (?:expires|will expire)\b",
+    r"(?i)\bviagra\b|\bcialis\b|\bpharmacy\b|\bdating\b|\blonely\b|\bsingles\b|\bhot (?:girls|women)\b|\bsexy\b|\bporn\w*|\bcasino\b|\bweight loss\b|\blose weight\b|\bhookup\b|\bhgh\b|\bpenis\b|\blibido\b|\banti-?aging\b",
+    r"(?i)\bdear (?:friend|beneficiary|customer|user|valued|account (?:holder|owner)|sir or madam|sir/madam|sir / madam)\b|\bgreetings of the day\b|\bhello dear\b|\bdearest\b",
+    r"(?i)\bour (?:services|agency|company offers|team of experts|products?|online store|catalog(?:ue)?)\b|\bwe (?:offer|specialize in|provide (?:services|solutions))\b|\baffordable (?:price|rates|cost)\b|\bfree (?:quote|consultation|audit|seo)\b|\b(?:schedule|book) a (?:quick )?(?:call|meeting|demo)\b|\bif you(?:'re| are) interested\b|\bquick call\b|\bvisit (?:our|my) (?:web ?site|site|home ?page|store)\b",
+    r"(?i)\binvoice\b|\bremittance\b|\bpurchase order\b|\bproforma\b|\bpayment (?:confirmation|advice|receipt)\b",
+    // calls to action by phone or form
+    r"(?i)\btoll[- ]free\b|\b1?-?8(?:00|88|77|66)-\d{3}-\d{4}\b|\bcall (?:us )?(?:now|today|toll)\b|\bfill (?:out|in) the (?:form|application)\b|\b(?:respond|order|apply|call|reply) (?:today|now|immediately)\b|\bdon'?t (?:delay|wait)\b",
+    // money promises
+    r"(?i)\b(?:make|earn) (?:up to )?\$\s?\d|\b(?:extra|additional|residual|monthly) income\b|\bincome stream\b|\bhome[- ]based business\b|\bwork (?:from|at) home\b|\bfinancial (?:freedom|independence)\b|\bbe your own boss\b|\bget rich\b|\bmulti-?level marketing\b|\bnetwork marketing\b|\bmoney[- ]back guarantee\b|\b(?:double|triple) your (?:income|money)\b|\bguaranteed (?:results?|income|returns?|approval|rates?)\b|\bprofit potential\b|\bmake (?:more )?money\b|\b100% (?:approval|natural|legal)\b",
+    // loans, debt, insurance
+    r"(?i)\bmortgages?\b|\brefinanc\w*|\bannuit(?:y|ies)\b|\binsurance (?:agents?|products?|leads?|quotes?)\b|\bdebt (?:relief|consolidation|free)\b|\bcredit (?:report|rating|repair|score)\b|\b(?:personal|payday|low[- ]interest) loans?\b|\binterest rates?\b|\bstock (?:picks?|alerts?|tips?)\b|\bcommissions?\b",
+    r"(?i)\bfree (?:gift|report|info\w*|sample|shipping|membership|minutes|software|bonus|money|cash|access|cd|dvd|euro|camera|vacation|trial)\b",
+    // shouting: four exclamation marks, or three amounts of money
+    r"(?s)(?:!.*){4}|(?:[$€£]\s?\d[\d,.]*.*){3}",
+    // apologies for the intrusion, and sales departments
+    r"(?i)\bsorry (?:to|for) (?:disturb|bother|intrud)\w*|\bif (?:this|you received this) (?:e-?mail|message) (?:in error|by mistake|is unwanted)\b|\bsales (?:department|team|manager|representative|dept)\b|\bmarketing (?:department|manager|team|director)\b|\bconsulting services?\b",
+    // prices
+    r"(?i)\b(?:only|just) \$\s?\d|\$\d+(?:\.\d\d)? (?:per|a|/) ?(?:year|month|week|day|minute)|\bfor less\b|\blow[- ]cost\b|\bwholesale\b|\bdiscount(?:ed|s)?\b|\bcheap(?:est|er)?\b|\bunbeatable\b",
+    // goods and services bulk mail sells
+    r"(?i)\bweb ?hosting\b|\bdomain (?:names? (?:for|at|from)|registration)\b|\bink ?jet\b|\btoners?\b|\bcartridges\b|\blong distance\b|\bconference calls?\b|\bdiplomas?\b|\b(?:university|college|accredited) degrees?\b|\breplica\b|\bcigarettes\b|\btobacco\b|\bcustomers? (?:list|database)\b",
+    // order forms
+    r"(?is)\bname\b\W{0,20}\be-?mail\b\W{0,20}\bphone\b|\bcity\b\W{0,20}\bstate\b|\bzip code\b|\bcredit card (?:number|#)\b|\bexpiration date\b",
+    // the advance-fee story (apart from the money it promises)
+    r"(?i)\bbarrister\b|\bcrave your indulgence\b|\b(?:utmost|strict(?:est)?) confidence\b|\bfederal republic\b|\bforeign (?:contract|account|partner)s?\b|\bdisbursement\b|\bcontract sum\b|\b(?:my|the) late (?:husband|father|general|client|wife)\b|\bnext of kin\b|\bdeceased\b|\bwidow\b|\bsolicit(?:ing)? your (?:assistance|co-?operation|help)\b",
+];
+
+/// Words of text without any security vocabulary from which `off-topic-long`
+/// adds to `off-topic`.
+const OFF_TOPIC_LONG_WORDS: usize = 100;
+
+/// At most this many kinds of security vocabulary earn credit.
+const BODY_SECURITY_MAX_KINDS: usize = 4;
+
+/// Words of trade: [`COMMERCIAL_MIN_WORDS`] distinct ones in a body give
+/// `commercial-vocabulary` (one or two are everyday words; five are a pitch).
+const COMMERCIAL_WORDS: &[&str] = &[
+    "free",
+    "money",
+    "business",
+    "offer",
+    "offers",
+    "price",
+    "prices",
+    "credit",
+    "million",
+    "dollars",
+    "cash",
+    "income",
+    "investment",
+    "opportunity",
+    "marketing",
+    "sales",
+    "guarantee",
+    "guaranteed",
+    "mortgage",
+    "insurance",
+    "debt",
+    "earn",
+    "profit",
+    "profits",
+    "purchase",
+    "products",
+    "discount",
+    "savings",
+    "save",
+    "order",
+    "rates",
+    "loan",
+    "bonus",
+    "customers",
+    "clients",
+    "financial",
+    "wealth",
+    "rich",
+];
+const COMMERCIAL_MIN_WORDS: usize = 5;
+
+/// At most this many kinds of spam phrasing count.
+const BODY_SPAM_MAX_KINDS: usize = 4;
+
+/// File extensions of attachments that run when opened.
+const EXECUTABLE: &[&str] = &[
+    "exe", "scr", "com", "pif", "bat", "cmd", "vbs", "vbe", "wsf", "wsh", "hta", "lnk", "msi",
+    "cpl", "jse", "ps1", "reg", "jar", "appx", "msix",
+];
+const SCRIPT: &[&str] = &["js"];
+const DISK_IMAGE: &[&str] = &["iso", "img", "vhd", "vhdx"];
+const HTML: &[&str] = &["html", "htm", "shtml", "xhtml"];
+
+/// The extension of a file name, lowercased (`""` when none).
+fn extension(name: &str) -> &str {
+    name.rsplit_once('.')
+        .map(|(_, e)| e.trim_end_matches(|c: char| c == '"' || c.is_whitespace()))
+        .unwrap_or("")
+}
+
+static BODY_SECURITY: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(BODY_SECURITY_TERMS).expect("static regex set"));
+/// Words that keep a message on topic without earning credit: everyday in
+/// reports ("a bug in the login"), but also in phishing ("your password"),
+/// so they only keep `off-topic` away.
+static ON_TOPIC: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?i)\bsecurity\b|\bbugs?\b|\bcrash\w*|\bhack\w*|\bmalicious\b|\bleak\w*|\bpasswords?\b|\blog ?in\b|\bvulnerable\b|\bexploit\w*|\bsecurit[ée]|\bsicherheit|безопасност|安全|セキュリティ|보안").expect("static regex")
+});
+static BODY_SPAM: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(BODY_SPAM_TERMS).expect("static regex set"));
+/// Team and account words that, next to the project's name in a display
+/// name, make it speak for the project.
+static TEAM_WORDS: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?i)\b(?:security|team|support|admin\w*|account\w*|billing|help ?desk|it department|postmaster|mail ?(?:server|system|admin)|webmaster|service|no-?reply|notification\w*)\b").expect("static regex")
+});
+
 /// One compiled rule set and threshold, built once from the config and used
 /// for every new message.
 #[derive(Debug, Clone)]
@@ -269,6 +550,23 @@ pub struct SpamFilter {
     set: RegexSet,
     /// Name and score of each pattern in `set`, by index.
     rules: Vec<(String, f64)>,
+    /// The score of every signal in [`SIGNALS`], by name (default or
+    /// `[spam.signals]`).
+    signals: std::collections::HashMap<&'static str, f64>,
+    /// `spam.trusted_authserv_id`: the only `Authentication-Results` that count.
+    trusted_authserv_id: Option<String>,
+    /// Who we are, for the impersonation signal ([`SpamFilter::for_mailbox`]).
+    us: Option<Us>,
+}
+
+/// What the impersonation signal knows of the project.
+#[derive(Debug, Clone)]
+struct Us {
+    /// The mailbox's domain, lowercased: mail from it (or a subdomain) is ours.
+    domain: String,
+    /// The project's name as the domain says it (`example` of
+    /// `security@example.org`), lowercased.
+    label: String,
 }
 
 /// What the spam judgment looks at: the subject and the raw values of the
@@ -291,6 +589,16 @@ pub struct SpamInput<'a> {
     /// The message is a reply on an existing case: same protection as
     /// `encrypted`, a reporter's "Re: hi" must reach the team.
     pub on_existing_case: bool,
+    /// The body's shape ([`crate::body`]); `None` for an encrypted message or
+    /// one kept raw: then no body signal is scored.
+    pub body: Option<&'a BodyShape>,
+    /// The From address, lowercased.
+    pub from: Option<&'a str>,
+    /// The From display name.
+    pub from_name: Option<&'a str>,
+    /// `From` is our own mailbox address or an alias, and the message is not
+    /// one of ours: forged (SPEC §5.1; issue 15).
+    pub from_ours: bool,
 }
 
 /// The judgment: the total score, whether it quarantines, and why.
@@ -303,6 +611,10 @@ pub struct Verdict {
     /// Every rule that contributed, in rule order; recorded with the
     /// quarantined message and shown by `secmail quarantine`.
     pub matched: Vec<RuleHit>,
+    /// Why the sender may be forged, when trusted `Authentication-Results`
+    /// say so (DMARC fails for the From domain, or SPF and DKIM both fail):
+    /// the message still opens a case, but it gets no ack.
+    pub unauthenticated: Option<String>,
 }
 
 /// One rule that contributed to a [`Verdict`].
@@ -345,6 +657,19 @@ impl SpamFilter {
         }
         let set = RegexSet::new(rules.iter().map(|(_, pattern, _)| pattern))
             .context("compiling spam rules")?;
+        let mut signals: std::collections::HashMap<&'static str, f64> = SIGNALS
+            .iter()
+            .map(|&(name, score, _)| (name, score))
+            .collect();
+        for (name, score) in &cfg.signals {
+            let Some(&(known, ..)) = SIGNALS.iter().find(|(n, ..)| n == name) else {
+                bail!("spam.signals.{name}: unknown signal");
+            };
+            if !score.is_finite() {
+                bail!("spam.signals.{name}: score must be a finite number");
+            }
+            signals.insert(known, *score);
+        }
         Ok(SpamFilter {
             threshold: cfg.threshold,
             set,
@@ -352,7 +677,34 @@ impl SpamFilter {
                 .into_iter()
                 .map(|(name, _, score)| (name, score))
                 .collect(),
+            signals,
+            trusted_authserv_id: cfg.trusted_authserv_id.clone(),
+            us: None,
         })
+    }
+
+    /// The filter for this mailbox: the impersonation signal learns the
+    /// project's domain and name from `mailbox.address`.
+    pub fn for_mailbox(mut self, mailbox: &MailboxConfig) -> SpamFilter {
+        let domain = mailbox
+            .address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        let labels: Vec<&str> = domain.split('.').collect();
+        // `example` of `example.org`, `example` of `example.co.uk` as well.
+        let label = match labels.len() {
+            0 | 1 => domain.clone(),
+            n if n >= 3 && labels[n - 2].len() <= 3 => labels[n - 3].to_string(),
+            n => labels[n - 2].to_string(),
+        };
+        self.us = Some(Us { domain, label });
+        self
+    }
+
+    /// The score of a signal (its default or `[spam.signals]`).
+    fn signal(&self, name: &'static str) -> RuleHit {
+        hit(name, self.signals.get(name).copied().unwrap_or(0.0))
     }
 
     /// Scores one message. Subject rules and upstream signals add up; the
@@ -369,13 +721,24 @@ impl SpamFilter {
                 score: *score,
             });
         }
-        let subject_score = matched.iter().fold(0.0, |sum, h| sum + h.score);
+        if let Some(body) = input.body {
+            let on_topic_subject = matched.iter().any(|h| h.rule == "security-vocabulary")
+                || BODY_SECURITY.is_match(subject)
+                || ON_TOPIC.is_match(subject);
+            matched.extend(self.body_hits(body, on_topic_subject));
+        }
+        if let Some(h) = self.impersonation(input) {
+            matched.push(h);
+        }
+        matched.retain(|h| h.score != 0.0);
+        let content_score = matched.iter().fold(0.0, |sum, h| sum + h.score);
 
-        let upstream = upstream_hits(input);
+        let auth = self.auth(input);
+        let upstream = self.upstream_hits(input, &auth.failures);
         let upstream_score = upstream.iter().fold(0.0, |sum, h| sum + h.score);
         matched.extend(upstream);
 
-        let score = subject_score + upstream_score;
+        let score = content_score + upstream_score;
         let spam = if input.encrypted || input.on_existing_case {
             upstream_score >= self.threshold
         } else {
@@ -385,45 +748,183 @@ impl SpamFilter {
             score,
             spam,
             matched,
+            unauthenticated: auth.forged_sender(),
         }
+    }
+
+    /// The body signals of an unencrypted message.
+    /// `on_topic_subject`: the subject already speaks security vocabulary.
+    fn body_hits(&self, body: &BodyShape, on_topic_subject: bool) -> Vec<RuleHit> {
+        let mut out = Vec::new();
+        let security = BODY_SECURITY.matches(&body.head).iter().count();
+        if security >= 2 {
+            let per = self.signal("body-security-vocabulary").score;
+            out.push(hit(
+                "body-security-vocabulary",
+                per * security.min(BODY_SECURITY_MAX_KINDS) as f64,
+            ));
+        } else if security == 0 && !on_topic_subject && !ON_TOPIC.is_match(&body.head) {
+            out.push(self.signal("off-topic"));
+            if body.words >= OFF_TOPIC_LONG_WORDS {
+                out.push(self.signal("off-topic-long"));
+            }
+        }
+        let kinds = BODY_SPAM
+            .matches(&body.head)
+            .iter()
+            .count()
+            .min(BODY_SPAM_MAX_KINDS);
+        if kinds > 0 {
+            let per = self.signal("body-spam-vocabulary");
+            out.push(hit("body-spam-vocabulary", per.score * kinds as f64));
+        }
+        let mut trade: Vec<&str> = body
+            .head
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty() && w.len() <= 11)
+            .map(|w| w.to_lowercase())
+            .filter_map(|w| COMMERCIAL_WORDS.iter().find(|c| **c == w).copied())
+            .collect();
+        trade.sort_unstable();
+        trade.dedup();
+        if trade.len() >= COMMERCIAL_MIN_WORDS {
+            out.push(self.signal("commercial-vocabulary"));
+        }
+        if body.links >= 3 && body.words < 12 * body.links {
+            out.push(self.signal("link-density"));
+        }
+        if body.ip_links > 0 {
+            out.push(self.signal("ip-address-link"));
+        }
+        if body.caps_ratio > 0.5 {
+            out.push(self.signal("shouting-body"));
+        }
+        if body.images > 0 && body.text_chars < 40 {
+            out.push(self.signal("image-only"));
+        } else if body.text_chars == 0 && body.attachments.is_empty() {
+            out.push(self.signal("empty-body"));
+        }
+        if body.has_html && !body.has_plain {
+            out.push(self.signal("html-only"));
+        }
+        let any = |names: &[String], kinds: &[&[&str]]| {
+            names
+                .iter()
+                .any(|n| kinds.iter().any(|k| k.contains(&extension(n))))
+        };
+        for (name, kinds) in [
+            ("executable-attachment", &[EXECUTABLE][..]),
+            ("script-attachment", &[SCRIPT]),
+            ("disk-image-attachment", &[DISK_IMAGE]),
+            ("html-attachment", &[HTML]),
+        ] {
+            if any(&body.attachments, kinds) {
+                out.push(self.signal(name));
+            }
+        }
+        if any(&body.zipped, &[EXECUTABLE, SCRIPT, DISK_IMAGE]) {
+            out.push(self.signal("zipped-executable"));
+        }
+        out
+    }
+
+    /// A display name that speaks for the project from outside our domain:
+    /// it names the project (or carries our address) and a team or account
+    /// word ("Example Security Team", "example.org Mail Admin").
+    fn impersonation(&self, input: &SpamInput<'_>) -> Option<RuleHit> {
+        let us = self.us.as_ref()?;
+        let name = input.from_name?.to_lowercase();
+        let from_domain = input.from?.rsplit_once('@').map(|(_, d)| d)?;
+        if from_domain == us.domain || from_domain.ends_with(&format!(".{}", us.domain)) {
+            return None;
+        }
+        let names_us = name.contains(&us.domain)
+            || (us.label.chars().count() >= 3
+                && name
+                    .split(|c: char| !c.is_alphanumeric())
+                    .any(|w| w == us.label));
+        (names_us && TEAM_WORDS.is_match(&name)).then(|| self.signal("impersonates-project"))
+    }
+
+    /// What the trusted `Authentication-Results` say (none when
+    /// `spam.trusted_authserv_id` is unset).
+    fn auth(&self, input: &SpamInput<'_>) -> Auth {
+        let Some(id) = &self.trusted_authserv_id else {
+            return Auth::default();
+        };
+        let trusted: Vec<&String> = input
+            .authentication_results
+            .iter()
+            .filter(|v| authserv_id(v).eq_ignore_ascii_case(id))
+            .collect();
+        let from_domain = input.from.and_then(|f| f.rsplit_once('@')).map(|(_, d)| d);
+        Auth {
+            failures: auth_failures(trusted.iter().map(|s| s.as_str()), from_domain),
+            authserv_id: id.clone(),
+        }
+    }
+
+    /// The upstream signals as hits: `X-Spam-Flag: YES`, `X-Spam-Status:
+    /// Yes, ...`, our own address forged in `From`, and trusted
+    /// `Authentication-Results` failures (capped at [`AUTH_FAIL_CAP`]).
+    /// Each signal counts once however many headers repeat it.
+    fn upstream_hits(&self, input: &SpamInput<'_>, fails: &AuthFailures) -> Vec<RuleHit> {
+        let mut hits = Vec::new();
+        if input
+            .x_spam_flag
+            .iter()
+            .any(|v| v.trim().eq_ignore_ascii_case("yes"))
+        {
+            hits.push(self.signal("x-spam-flag"));
+        }
+        if input.x_spam_status.iter().any(|v| status_says_yes(v)) {
+            hits.push(self.signal("x-spam-status"));
+        }
+        if input.from_ours {
+            hits.push(self.signal("forged-own-address"));
+        }
+        let mut budget = AUTH_FAIL_CAP;
+        for (failed, name) in [
+            (fails.dmarc, "auth-dmarc-fail"),
+            (fails.spf, "auth-spf-fail"),
+            (fails.spf_soft && !fails.spf, "auth-spf-softfail"),
+            (fails.dkim, "auth-dkim-fail"),
+        ] {
+            let add = self.signal(name).score.min(budget);
+            if failed && add > 0.0 {
+                hits.push(hit(name, add));
+                budget -= add;
+            }
+        }
+        hits.retain(|h| h.score != 0.0);
+        hits
     }
 }
 
-/// The upstream signals as hits: `X-Spam-Flag: YES`, `X-Spam-Status: Yes, ...`
-/// and `Authentication-Results` failures (capped at [`AUTH_FAIL_CAP`]).
-/// Each signal counts once however many headers repeat it.
-fn upstream_hits(input: &SpamInput<'_>) -> Vec<RuleHit> {
-    let mut hits = Vec::new();
-    if input
-        .x_spam_flag
-        .iter()
-        .any(|v| v.trim().eq_ignore_ascii_case("yes"))
-    {
-        hits.push(hit("x-spam-flag", X_SPAM_FLAG_SCORE));
-    }
-    if input.x_spam_status.iter().any(|v| status_says_yes(v)) {
-        hits.push(hit("x-spam-status", X_SPAM_STATUS_SCORE));
-    }
+/// The trusted `Authentication-Results` of one message.
+#[derive(Debug, Default)]
+struct Auth {
+    failures: AuthFailures,
+    authserv_id: String,
+}
 
-    let fails = auth_failures(input.authentication_results);
-    let mut budget = AUTH_FAIL_CAP;
-    for (failed, name, score) in [
-        (fails.dmarc, "auth-dmarc-fail", DMARC_FAIL_SCORE),
-        (fails.spf, "auth-spf-fail", SPF_FAIL_SCORE),
-        (
-            fails.spf_soft && !fails.spf,
-            "auth-spf-softfail",
-            SPF_SOFTFAIL_SCORE,
-        ),
-        (fails.dkim, "auth-dkim-fail", DKIM_FAIL_SCORE),
-    ] {
-        let add = score.min(budget);
-        if failed && add > 0.0 {
-            hits.push(hit(name, add));
-            budget -= add;
-        }
+impl Auth {
+    /// Why the sender may be forged: DMARC fails for the From domain, or SPF
+    /// and DKIM both fail (and nothing passed).
+    fn forged_sender(&self) -> Option<String> {
+        let f = &self.failures;
+        let why = if f.dmarc {
+            "dmarc=fail for the From domain"
+        } else if f.spf && f.dkim && !f.spf_pass && !f.dkim_pass {
+            "spf=fail and dkim=fail"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "Authentication-Results from {}: {why}; the sender may be forged",
+            self.authserv_id
+        ))
     }
-    hits
 }
 
 fn hit(rule: &str, score: f64) -> RuleHit {
@@ -451,17 +952,37 @@ struct AuthFailures {
     spf: bool,
     spf_soft: bool,
     dkim: bool,
+    spf_pass: bool,
+    dkim_pass: bool,
+}
+
+/// The authserv-id of an `Authentication-Results` value (RFC 8601 §2.2: the
+/// first token, before an optional version and the first `;`).
+fn authserv_id(value: &str) -> String {
+    let v = strip_comments(value);
+    v.split(';')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Reads `method=result` from each `resinfo` of RFC 8601 §2.2
 /// (`authserv-id [version] ; method[/version] = result [reason] [props] ; ...`),
 /// after removing comments; spaces around `=` are allowed (CFWS). Method and
 /// result are case-insensitive (§2.2, "case-insensitive" tokens).
-fn auth_failures(values: &[String]) -> AuthFailures {
+/// A `dmarc` result whose `header.from` names another domain than
+/// `from_domain` is not about this message's From and does not count.
+fn auth_failures<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    from_domain: Option<&str>,
+) -> AuthFailures {
     let mut out = AuthFailures::default();
     for value in values {
         let value = strip_comments(value);
-        for resinfo in value.split(';') {
+        for resinfo in value.split(';').skip(1) {
             let Some((method, rest)) = resinfo.split_once('=') else {
                 continue;
             };
@@ -474,13 +995,24 @@ fn auth_failures(values: &[String]) -> AuthFailures {
             let method = method.split('/').next().unwrap_or(method);
             let result = rest.split_whitespace().next().unwrap_or("");
             let fail = result.eq_ignore_ascii_case("fail");
+            let pass = result.eq_ignore_ascii_case("pass");
             if method.eq_ignore_ascii_case("dmarc") {
-                out.dmarc |= fail;
+                let about = rest.split_whitespace().find_map(|p| {
+                    p.strip_prefix("header.from=")
+                        .or_else(|| p.strip_prefix("HEADER.FROM="))
+                });
+                let ours = match (about, from_domain) {
+                    (Some(a), Some(d)) => a.trim_matches('"').eq_ignore_ascii_case(d),
+                    _ => true,
+                };
+                out.dmarc |= fail && ours;
             } else if method.eq_ignore_ascii_case("spf") {
                 out.spf |= fail;
+                out.spf_pass |= pass;
                 out.spf_soft |= result.eq_ignore_ascii_case("softfail");
             } else if method.eq_ignore_ascii_case("dkim") {
                 out.dkim |= fail;
+                out.dkim_pass |= pass;
             }
         }
     }
@@ -532,6 +1064,8 @@ mod tests {
             threshold: 5.0,
             default_rules: true,
             rules: Vec::new(),
+            signals: Vec::new(),
+            trusted_authserv_id: Some("mx".into()),
             digest_every: std::time::Duration::from_secs(24 * 3600),
         }
     }
@@ -644,7 +1178,7 @@ mod tests {
         assert!(!v.spam);
         assert_eq!(f.judge(&subject("")), v);
         // With a second signal it does.
-        let ar = ["mx.example.org; spf=fail; dmarc=fail".to_owned()];
+        let ar = ["mx; spf=fail; dmarc=fail".to_owned()];
         let v = f.judge(&SpamInput {
             authentication_results: &ar,
             ..Default::default()
@@ -826,12 +1360,13 @@ mod tests {
 
     #[test]
     fn authentication_results_parsing() {
-        let parse = |v: &str| auth_failures(&[v.to_owned()]);
+        let parse = |v: &str| auth_failures([v], None);
         let all = AuthFailures {
             dmarc: true,
             spf: true,
             spf_soft: false,
             dkim: true,
+            ..Default::default()
         };
         assert_eq!(
             parse(
@@ -852,7 +1387,10 @@ mod tests {
                 "mx; spf=pass smtp.mailfrom=fail.example; dkim=neutral header.b=fail; \
                  dmarc=pass header.from=example.com; arc=fail"
             ),
-            AuthFailures::default()
+            AuthFailures {
+                spf_pass: true,
+                ..Default::default()
+            }
         );
         // Comments are removed before parsing, even with `;` and `=` inside.
         assert_eq!(
@@ -863,7 +1401,7 @@ mod tests {
         assert_eq!(parse(""), AuthFailures::default());
         assert!(parse("mx; spf=softfail smtp.mailfrom=x").spf_soft);
         // Failures are gathered over all headers.
-        let many = auth_failures(&["mx; dmarc=fail".to_owned(), "relay; spf=fail".to_owned()]);
+        let many = auth_failures(["mx; dmarc=fail", "relay; spf=fail"], None);
         assert!(many.dmarc && many.spf && !many.dkim);
     }
 
@@ -944,6 +1482,359 @@ mod tests {
         }
     }
 
+    /// See: issue 15. Only the configured authserv-id counts; unset, none.
+    #[test]
+    fn only_trusted_authentication_results_count() {
+        let ar = |v: &str| [v.to_owned()];
+        let judge = |f: &SpamFilter, v: &[String], from| {
+            f.judge(&SpamInput {
+                subject: Some("Report"),
+                authentication_results: v,
+                from,
+                ..Default::default()
+            })
+        };
+        let f = filter();
+        let forged = ar("mx; dmarc=fail header.from=example.com; spf=fail; dkim=fail");
+        let v = judge(&f, &forged, Some("r@example.com"));
+        assert!(
+            v.unauthenticated.as_deref().unwrap().contains("dmarc=fail"),
+            "{v:?}"
+        );
+        assert!(names(&v).contains(&"auth-dmarc-fail"));
+        // Written by the sender (another authserv-id): ignored.
+        let v = judge(
+            &f,
+            &ar("attacker.example; dmarc=fail; spf=fail; dkim=fail"),
+            Some("r@example.com"),
+        );
+        assert_eq!((v.score, v.unauthenticated.as_deref()), (0.0, None));
+        // DMARC about another domain than From is not about this sender.
+        let v = judge(
+            &f,
+            &ar("mx; dmarc=fail header.from=other.example"),
+            Some("r@example.com"),
+        );
+        assert_eq!(v.unauthenticated, None);
+        // SPF and DKIM both fail; one passing DKIM signature saves it.
+        let v = judge(&f, &ar("mx; spf=fail; dkim=fail"), Some("r@example.com"));
+        assert!(
+            v.unauthenticated
+                .as_deref()
+                .unwrap()
+                .contains("spf=fail and dkim=fail")
+        );
+        let v = judge(
+            &f,
+            &ar("mx; spf=fail; dkim=fail header.d=a; dkim=pass header.d=b"),
+            Some("r@example.com"),
+        );
+        assert_eq!(v.unauthenticated, None);
+        assert_eq!(
+            judge(&f, &ar("mx; spf=fail; dkim=none"), None).unauthenticated,
+            None
+        );
+        // Unset: no Authentication-Results counts at all.
+        let unset = SpamFilter::new(&SpamConfig {
+            trusted_authserv_id: None,
+            ..default_cfg()
+        })
+        .unwrap();
+        let v = judge(&unset, &forged, Some("r@example.com"));
+        assert_eq!((v.score, v.unauthenticated.as_deref()), (0.0, None));
+    }
+
+    fn shape(head: &str) -> BodyShape {
+        BodyShape {
+            head: head.into(),
+            text_chars: head.chars().filter(|c| !c.is_whitespace()).count(),
+            has_plain: true,
+            words: head.split_whitespace().count(),
+            ..Default::default()
+        }
+    }
+
+    fn with_body<'a>(subject: &'a str, body: &'a BodyShape) -> SpamInput<'a> {
+        SpamInput {
+            subject: Some(subject),
+            body: Some(body),
+            ..Default::default()
+        }
+    }
+
+    /// The hits' names but `off-topic` (which every body without security
+    /// vocabulary gets), to look at one signal at a time.
+    fn topical(v: &Verdict) -> Vec<&str> {
+        names(v).into_iter().filter(|n| *n != "off-topic").collect()
+    }
+
+    /// See: issue 15. A terse subject with a real report below is not spam;
+    /// the same subject over a pitch is.
+    #[test]
+    fn body_vocabulary_credits_reports_and_charges_pitches() {
+        let f = filter();
+        let report = shape(
+            "Hi, I found a heap-buffer overflow in the PNG decoder. Steps to reproduce: run the attached PoC. ==1234==ERROR: AddressSanitizer",
+        );
+        let v = f.judge(&with_body("hi", &report));
+        assert!(names(&v).contains(&"body-security-vocabulary"), "{v:?}");
+        assert!(v.score < 0.5 && !v.spam, "{v:?}");
+        let pitch = shape(
+            "Dear friend, we offer SEO services to get your site on the first page of Google. Click here to unsubscribe.",
+        );
+        let v = f.judge(&with_body("hi", &pitch));
+        assert!(v.spam, "{v:?}");
+        assert!(
+            v.matched.contains(&hit("body-spam-vocabulary", 6.0)),
+            "four kinds at most: {v:?}"
+        );
+        assert!(names(&v).contains(&"off-topic"), "{v:?}");
+        // One word of the vocabulary is not enough credit.
+        assert!(
+            !names(&f.judge(&with_body("x", &shape("a vulnerability"))))
+                .contains(&"body-security-vocabulary")
+        );
+    }
+
+    /// Terse real reports, as people write them: never held.
+    #[test]
+    fn terse_reports_are_not_held() {
+        let f = filter();
+        for (subject, body) in [
+            (
+                "hi",
+                "I think I found a security bug in your login page. How do I report it privately?",
+            ),
+            (
+                "Question",
+                "Who should I contact about a possible vulnerability?",
+            ),
+            (
+                "",
+                "Dear Sir or Madam, the admin panel shows other users' invoices without a password. Please contact me.",
+            ),
+            (
+                "Hello",
+                "Your app crashes when I open a file with a long name!!! Is that a problem? Thanks!!",
+            ),
+        ] {
+            let b = shape(body);
+            let v = f.judge(&with_body(subject, &b));
+            assert!(!v.spam, "{subject:?} / {body:?}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn structure_signals() {
+        let f = filter();
+        let links = BodyShape {
+            links: 5,
+            words: 30,
+            ..shape("")
+        };
+        assert!(names(&f.judge(&with_body("Offer", &links))).contains(&"link-density"));
+        let prose = BodyShape {
+            links: 3,
+            words: 200,
+            ..shape("")
+        };
+        assert!(!names(&f.judge(&with_body("Offer", &prose))).contains(&"link-density"));
+        let image = BodyShape {
+            images: 1,
+            has_html: true,
+            has_plain: false,
+            ..shape("")
+        };
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &image))),
+            ["image-only", "html-only"]
+        );
+        let empty = shape("");
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &empty))),
+            ["empty-body"]
+        );
+        let attached = BodyShape {
+            attachments: vec!["poc.bin".into()],
+            ..shape("")
+        };
+        assert!(
+            topical(&f.judge(&with_body("Offer", &attached))).is_empty(),
+            "an attachment is content"
+        );
+        let ip = BodyShape {
+            ip_links: 1,
+            ..shape("see http://81.9.8.40/")
+        };
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &ip))),
+            ["ip-address-link"]
+        );
+        let caps = BodyShape {
+            caps_ratio: 0.8,
+            ..shape("BUY")
+        };
+        assert_eq!(
+            topical(&f.judge(&with_body("Offer", &caps))),
+            ["shouting-body"]
+        );
+        // Off topic: no security word in the subject or the body; longer, more so.
+        let long = shape(&"word ".repeat(200));
+        assert_eq!(
+            names(&f.judge(&with_body("Offer", &long))),
+            ["off-topic", "off-topic-long"]
+        );
+        assert!(
+            names(&f.judge(&with_body("XSS in search", &long)))
+                .iter()
+                .all(|n| !n.starts_with("off-topic"))
+        );
+    }
+
+    #[test]
+    fn malware_attachments() {
+        let f = filter();
+        let judge = |attachments: &[&str], zipped: &[&str]| {
+            let b = BodyShape {
+                attachments: attachments.iter().map(|s| s.to_string()).collect(),
+                zipped: zipped.iter().map(|s| s.to_string()).collect(),
+                ..shape("Please see the attached file.")
+            };
+            topical(&f.judge(&with_body("Document", &b)))
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(judge(&["invoice.pdf.exe"], &[]), ["executable-attachment"]);
+        assert_eq!(judge(&["scan.iso"], &[]), ["disk-image-attachment"]);
+        assert_eq!(judge(&["login.htm"], &[]), ["html-attachment"]);
+        assert_eq!(judge(&["payload.js"], &[]), ["script-attachment"]);
+        assert_eq!(
+            judge(&["docs.zip"], &["docs/invoice.vbs"]),
+            ["zipped-executable"]
+        );
+        assert!(judge(&["poc.zip"], &["poc/crash.png", "poc/readme.txt"]).is_empty());
+        assert!(judge(&["report.pdf", "trace.txt"], &[]).is_empty());
+    }
+
+    #[test]
+    fn impersonation_of_the_project() {
+        let mb = MailboxConfig {
+            address: "security@example.org".into(),
+            aliases: Vec::new(),
+            name: "Security Team".into(),
+            case_prefix: "SEC".into(),
+            ack_template: None,
+            ack_template_text: String::new(),
+        };
+        let f = filter().for_mailbox(&mb);
+        let judge = |name, from| {
+            names(&f.judge(&SpamInput {
+                subject: Some("Notice"),
+                from_name: Some(name),
+                from: Some(from),
+                ..Default::default()
+            }))
+            .contains(&"impersonates-project")
+        };
+        assert!(judge("Example Security Team", "alert@mailer.example.net"));
+        assert!(judge("security@example.org Mail Admin", "x@phish.example"));
+        assert!(
+            !judge("Example Security Team", "alice@example.org"),
+            "from our own domain"
+        );
+        assert!(
+            !judge("Acme Security Team", "psirt@acme.example"),
+            "another project's team"
+        );
+        assert!(
+            !judge("Example Fan", "fan@mail.example.net"),
+            "no team word"
+        );
+    }
+
+    #[test]
+    fn signals_are_reweighted_or_silenced_by_config() {
+        let cfg = SpamConfig {
+            signals: vec![("link-density".into(), 0.0), ("x-spam-flag".into(), 1.0)],
+            ..default_cfg()
+        };
+        let f = SpamFilter::new(&cfg).unwrap();
+        let links = BodyShape {
+            links: 5,
+            words: 10,
+            ..shape("see these")
+        };
+        assert!(
+            topical(&f.judge(&with_body("Offer", &links))).is_empty(),
+            "silenced signals do not show"
+        );
+        let flag = ["YES".to_owned()];
+        let v = f.judge(&SpamInput {
+            x_spam_flag: &flag,
+            ..subject("Report")
+        });
+        assert_eq!(v.matched, [hit("x-spam-flag", 1.0)]);
+        let bad = SpamConfig {
+            signals: vec![("no-such-signal".into(), 1.0)],
+            ..default_cfg()
+        };
+        assert!(
+            format!("{:#}", SpamFilter::new(&bad).unwrap_err())
+                .contains("spam.signals.no-such-signal")
+        );
+        let mut names: Vec<&str> = SIGNALS.iter().map(|s| s.0).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SIGNALS.len(), "unique signal names");
+        assert!(
+            !names
+                .iter()
+                .any(|n| DEFAULT_RULES.iter().any(|r| r.0 == *n)),
+            "signal and rule names differ"
+        );
+    }
+
+    /// A PGP/MIME report is never spam by its body, and our own address
+    /// forged in From quarantines even encrypted mail.
+    #[test]
+    fn encrypted_bodies_are_not_scored_and_forged_from_is_held() {
+        let f = filter();
+        let v = f.judge(&SpamInput {
+            subject: Some("..."),
+            encrypted: true,
+            body: None,
+            ..Default::default()
+        });
+        assert!(!v.spam);
+        let v = f.judge(&SpamInput {
+            subject: Some("Report"),
+            encrypted: true,
+            from_ours: true,
+            ..Default::default()
+        });
+        assert!(v.spam && names(&v) == ["forged-own-address"], "{v:?}");
+    }
+
+    /// The docs list every signal: config.example.toml with its default
+    /// score, the README by name.
+    #[test]
+    fn every_signal_is_documented() {
+        let read = |f: &str| {
+            std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        let (example, readme) = (read("config.example.toml"), read("README.md"));
+        for (name, score, _) in SIGNALS {
+            assert!(
+                example
+                    .lines()
+                    .any(|l| l == format!("# {name} = {score:?}")),
+                "config.example.toml: # {name} = {score:?}"
+            );
+            assert!(readme.contains(&format!("`{name}`")), "README.md: `{name}`");
+        }
+    }
+
     /// One fixture line: the subject and its upstream headers.
     struct Line {
         text: String,
@@ -966,8 +1857,7 @@ mod tests {
                 x_spam_flag: &self.x_spam_flag,
                 x_spam_status: &self.x_spam_status,
                 authentication_results: &self.authentication_results,
-                encrypted: false,
-                on_existing_case: false,
+                ..Default::default()
             }
         }
     }
@@ -1019,7 +1909,11 @@ mod tests {
     /// report, and when the spam catch rate drops below [`SPAM_CATCH_FLOOR`].
     #[test]
     fn fixture_quality() {
-        let f = filter();
+        let f = SpamFilter::new(&SpamConfig {
+            trusted_authserv_id: Some("mx.example.org".into()),
+            ..default_cfg()
+        })
+        .unwrap();
 
         let reports = read_fixture("reports.txt");
         let mut judged: Vec<(Verdict, &Line)> =

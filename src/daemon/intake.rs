@@ -37,7 +37,7 @@ use crate::deadline;
 use crate::keys::Keys;
 use crate::mail::{self, Parsed};
 use crate::source::{Disposition, Handler};
-use crate::spam::{SpamFilter, SpamInput};
+use crate::spam::{SpamFilter, SpamInput, Verdict};
 use crate::store::{self, OutMail, Store};
 
 /// The receive pipeline.
@@ -59,6 +59,24 @@ pub struct Pipeline {
     store_down: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
+/// What the spam filter looks at of a parsed message, the way the daemon
+/// judges every new message (also used by the corpus measurement). The body
+/// of an encrypted message, or one kept raw over a limit, is never scored.
+pub fn spam_input<'a>(msg: &'a Parsed, mailbox: &crate::config::MailboxConfig) -> SpamInput<'a> {
+    SpamInput {
+        subject: Some(&msg.subject),
+        x_spam_flag: &msg.x_spam_flag,
+        x_spam_status: &msg.x_spam_status,
+        authentication_results: &msg.authentication_results,
+        encrypted: msg.encrypted,
+        on_existing_case: false,
+        body: (!msg.encrypted && msg.over_limit.is_none()).then_some(&msg.shape),
+        from: msg.from.as_deref(),
+        from_name: msg.from_name.as_deref(),
+        from_ours: msg.from.as_deref().is_some_and(|f| mailbox.is_ours(f)),
+    }
+}
+
 /// The text of a caught panic.
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
@@ -66,7 +84,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 impl Pipeline {
     pub fn new(cfg: Arc<Config>, keys: Arc<Keys>, store: Store, clock: SharedClock, outbox: Arc<Notify>) -> Result<Self> {
-        let spam = Arc::new(SpamFilter::new(&cfg.spam)?);
+        let spam = Arc::new(SpamFilter::new(&cfg.spam)?.for_mailbox(&cfg.mailbox));
         Ok(Pipeline { cfg, keys, spam, store, clock, outbox, timers: Arc::new(Notify::new()), store_down: Default::default() })
     }
 
@@ -243,15 +261,8 @@ impl Pipeline {
             tx.commit()?;
             return Ok(Outcome { disposition: Disposition::Processed, case: None, duplicate: false, summary });
         }
-        let verdict = self.spam.judge(&SpamInput {
-            subject: Some(&msg.subject),
-            x_spam_flag: &msg.x_spam_flag,
-            x_spam_status: &msg.x_spam_status,
-            authentication_results: &msg.authentication_results,
-            encrypted: msg.encrypted,
-            on_existing_case: false,
-        });
-        let ctx = self.context(&tx, seen, raw, now, verdict.spam)?;
+        let verdict = self.spam.judge(&spam_input(msg, &self.cfg.mailbox));
+        let ctx = self.context(&tx, seen, raw, now, Some(&verdict))?;
         let actions = case::decide(msg, &ctx);
         let outcome = Perform::new(self, &tx, seen, raw, now).verdict(&verdict).team(&ctx.team).run(&actions)?;
         tx.commit()?;
@@ -282,7 +293,7 @@ impl Pipeline {
         }
         let raw = store::message_raw(tx, q.message_pk)?;
         let seen = self.see(&raw, now);
-        let ctx = self.context(tx, &seen, &raw, now, false)?;
+        let ctx = self.context(tx, &seen, &raw, now, None)?;
         let actions = case::decide(&seen.msg, &ctx);
         let outcome = Perform::new(self, tx, &seen, &raw, now).refile(q.message_pk).team(&ctx.team).run(&actions)?;
         if let Some(id) = outcome.case {
@@ -358,7 +369,10 @@ impl Pipeline {
         })
     }
 
-    fn context(&self, c: &Connection, seen: &Seen, raw: &[u8], now: DateTime<Utc>, spam: bool) -> Result<Context> {
+    /// What the rules look at besides the message. `verdict` is the spam
+    /// judgment; `None` for a message a human released from quarantine (they
+    /// vouch for it: not spam, not forged).
+    fn context(&self, c: &Connection, seen: &Seen, raw: &[u8], now: DateTime<Utc>, verdict: Option<&Verdict>) -> Result<Context> {
         let msg = &seen.msg;
         let known = |id: i64| -> Result<Option<KnownCase>> {
             Ok(store::get_case(c, id)?.map(|k| KnownCase { id: k.id, reporter: k.reporter, state: k.state }))
@@ -397,7 +411,10 @@ impl Pipeline {
             team_addresses,
             auto_replies_last_hour,
             auto_reply_limit: self.cfg.limits.auto_replies_per_sender_per_hour,
-            spam,
+            spam: verdict.is_some_and(|v| v.spam),
+            forged_from: verdict.is_some() && msg.from.as_deref().is_some_and(|f| self.cfg.mailbox.is_ours(f)),
+            unauthenticated: verdict.and_then(|v| v.unauthenticated.clone()),
+            reply_refused: msg.reply_address().and_then(|a| self.cfg.mailbox.never_send_to(a)),
         })
     }
 
@@ -441,14 +458,32 @@ impl Pipeline {
     /// Queue a composed mail for a decision and record it as an outgoing message
     /// (so replies to it thread). `false` if the decision was already queued.
     #[allow(clippy::too_many_arguments)]
+    ///
+    /// Never to ourselves: a recipient that is the mailbox, an alias, or a
+    /// postmaster/mailer-daemon is dropped from the envelope (the canary
+    /// alone goes to the mailbox, on purpose); with no recipient left nothing
+    /// is queued.
     pub(super) fn queue(&self, c: &Connection, case: Option<i64>, decision: String, kind: &str, m: &compose::Composed, flags: &str, now: DateTime<Utc>) -> Result<bool> {
+        let mut recipients = m.to.clone();
+        if kind != "canary" {
+            recipients.retain(|to| match self.cfg.mailbox.never_send_to(to) {
+                Some(why) => {
+                    tracing::warn!(kind, "not sending to {to}: it is {why}");
+                    false
+                }
+                None => true,
+            });
+            if recipients.is_empty() {
+                return Ok(false);
+            }
+        }
         let out = OutMail {
             case_id: case,
             decision,
             kind: kind.into(),
             message_id: m.message_id.clone(),
             envelope_from: self.cfg.mailbox.address.clone(),
-            recipients: m.to.clone(),
+            recipients,
             raw: m.raw.clone(),
         };
         if !store::enqueue(c, &out, now)? {
@@ -718,6 +753,52 @@ mod tests {
             assert!(out.summary.contains("our own message"), "{}", out.summary);
         }
         assert_eq!(store.call_sync(|c| store::list_cases(c, true)).unwrap().len(), 1);
+    }
+
+    /// See: issue 15. Spam with our own address forged in From is held (no
+    /// case, nothing sent to security@), and a report whose Reply-To points
+    /// at the mailbox or a postmaster opens a case without an ack.
+    #[test]
+    fn nothing_of_ours_goes_to_ourselves() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, store) = pipeline(d.path());
+        let forged = b"From: Security Team <security@localhost>\r\nSubject: Invoice 2291 overdue\r\nMessage-ID: <forged@spam.example>\r\n\r\npay\r\n";
+        let out = store.call_sync(|c| p.process(c, forged)).unwrap();
+        assert_eq!(out.disposition, Disposition::Quarantine, "{}", out.summary);
+        assert!(out.case.is_none());
+        assert!(out.summary.contains("forged-own-address"), "{}", out.summary);
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox"), 0);
+        for (i, reply_to) in ["security@localhost", "postmaster@example.org", "MAILER-DAEMON@example.org"].iter().enumerate() {
+            let raw = format!("From: r{i}@example.org\r\nReply-To: {reply_to}\r\nSubject: XSS in search\r\nMessage-ID: <rt{i}@x>\r\n\r\nx\r\n");
+            let out = store.call_sync(|c| p.process(c, raw.as_bytes())).unwrap();
+            assert!(out.case.is_some(), "{reply_to}: {}", out.summary);
+        }
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox WHERE kind = 'ack'"), 0);
+        assert_eq!(events(&store, "no-ack").len(), 3);
+        let to_us = count(&store, "SELECT count(*) FROM outbox WHERE recipients LIKE '%security@localhost%' OR lower(recipients) LIKE '%postmaster@%' OR lower(recipients) LIKE '%mailer-daemon@%'");
+        assert_eq!(to_us, 0);
+    }
+
+    /// See: issue 15. A sender our MTA calls forged gets a case and a team
+    /// notice that says so, but no ack; another authserv-id is not believed.
+    #[test]
+    fn an_unauthenticated_sender_gets_a_case_but_no_ack() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::builtin(d.path()).unwrap();
+        cfg.spam.trusted_authserv_id = Some("mx.localhost".into());
+        let store = Store::open(&cfg.store.path).unwrap();
+        let clock: SharedClock = Arc::new(FakeClock::new("2026-11-25T10:00:00Z".parse().unwrap()));
+        let p = Pipeline::new(Arc::new(cfg), Arc::new(Keys::default()), store.clone(), clock, Arc::new(Notify::new())).unwrap();
+        let raw = b"From: r@example.org\r\nAuthentication-Results: mx.localhost; dmarc=fail header.from=example.org\r\nSubject: XSS in search\r\nMessage-ID: <ar1@x>\r\n\r\nx\r\n";
+        let out = store.call_sync(|c| p.process(c, raw)).unwrap();
+        assert_eq!(out.case, Some(1), "{}", out.summary);
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox WHERE kind = 'ack'"), 0);
+        assert!(events(&store, "ack-withheld")[0].contains("dmarc=fail"));
+        let notice: Vec<u8> = store.call_sync(|c| Ok(c.query_row("SELECT raw FROM outbox WHERE kind = 'team-notice'", [], |r| r.get(0))?)).unwrap();
+        assert!(String::from_utf8_lossy(&notice).contains("ack-withheld"), "the team notice says why");
+        let untrusted = b"From: r2@example.org\r\nAuthentication-Results: mx.attacker.example; dmarc=fail\r\nSubject: XSS in search\r\nMessage-ID: <ar2@x>\r\n\r\nx\r\n";
+        assert_eq!(store.call_sync(|c| p.process(c, untrusted)).unwrap().case, Some(2));
+        assert_eq!(count(&store, "SELECT count(*) FROM outbox WHERE kind = 'ack'"), 1);
     }
 
     #[test]

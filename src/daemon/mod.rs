@@ -39,7 +39,7 @@ use crate::store::Store;
 use crate::transport::Transport;
 
 pub use digest::digest_loop;
-pub use intake::Pipeline;
+pub use intake::{Pipeline, spam_input};
 pub use outbox::outbox_sender;
 pub use seen::{Seen, see};
 pub use timers::run_due;

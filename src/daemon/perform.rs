@@ -27,7 +27,7 @@ use crate::spam::Verdict;
 use crate::store;
 
 /// Event kinds that the team notice repeats as a problem line.
-const NOTED_EVENTS: &[&str] = &["no-ack", "over-limit", "malformed", "ack-degraded", "reporter-key-changed"];
+const NOTED_EVENTS: &[&str] = &["no-ack", "ack-withheld", "over-limit", "malformed", "ack-degraded", "reporter-key-changed"];
 
 /// One message's actions being performed, and what they gave so far.
 pub(super) struct Perform<'a> {
