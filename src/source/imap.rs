@@ -795,7 +795,7 @@ async fn sync(
         source: "the server sent no UIDVALIDITY (RFC 3501 §2.3.1.1)".into(),
     })?;
     let stored = ctx.store.imap_sync(folder).await?;
-    let mut last_uid = match resume(stored, uidvalidity) {
+    let last_uid = match resume(stored, uidvalidity) {
         Resume::Continue(last) => last,
         Resume::FirstVisit => {
             info!(folder = %folder, uidvalidity, "IMAP: first visit of this folder; scanning all of it");
@@ -821,8 +821,14 @@ async fn sync(
     let uids = search(session, &search_query(false)).await?;
     debug!(folder = %folder, count = uids.len(), "IMAP: messages to offer");
 
+    // Processed messages are filed a batch at a time (one MOVE per target
+    // folder: RFC 6851 takes a UID set), each only once its effects are
+    // committed; a crash in between offers them again, which the pipeline
+    // knows as duplicates.
+    let mut batch = Batch { folder, uidvalidity, last_uid, done: Vec::new() };
     for uid in uids {
         if ctx.shutdown.is_cancelled() {
+            batch.file(session, caps, ctx, folders, filing).await?;
             return Ok(Flow::Shutdown);
         }
         let Some(raw) = fetch(session, uid).await? else {
@@ -839,6 +845,7 @@ async fn sync(
             // again message by message meanwhile.
             Err(err) if crate::store::is_transient(&err) => {
                 debug!(uid, "IMAP: store unavailable ({err:#}); the folder waits for the next cycle");
+                batch.file(session, caps, ctx, folders, filing).await?;
                 return Ok(Flow::Done);
             }
             Err(err) => {
@@ -849,35 +856,69 @@ async fn sync(
                 continue;
             }
         };
-        let target = match disposition {
-            Disposition::Processed => &folders.processed,
-            Disposition::Quarantine => &folders.quarantine,
-        };
-        let filed = match filing {
-            Filing::InPlace => mark(session, uid, false).await.map(|()| false),
-            Filing::Folders => file(session, caps, uid, target, ctx).await,
-        };
-        match filed {
-            Ok(true) => info!(uid, size, "IMAP: message filed into {target:?}"),
-            Ok(false) => info!(uid, size, "IMAP: message marked {PROCESSED_KEYWORD} in {folder:?} (not filed: the target folder is refused)"),
-            Err(e) if e.is_refusal() => {
-                // Not even the keyword could be set: the message comes back
-                // next cycle, and the pipeline knows it already.
-                warn!(
-                    uid,
-                    "IMAP: marking {PROCESSED_KEYWORD} failed: {:#}; it stays in {folder:?} and is offered again on the next cycle",
-                    anyhow::Error::from(e)
-                );
+        batch.done.push((uid, size, disposition));
+        if batch.done.len() >= FILE_BATCH {
+            batch.file(session, caps, ctx, folders, filing).await?;
+        }
+    }
+    batch.file(session, caps, ctx, folders, filing).await?;
+    Ok(Flow::Done)
+}
+
+/// Most processed messages that wait for their filing (a flood is filed
+/// with one command per this many, a single report at once).
+const FILE_BATCH: usize = 32;
+
+/// Messages processed and not yet filed, and how far the folder is done.
+struct Batch<'a> {
+    folder: &'a str,
+    uidvalidity: u32,
+    last_uid: u32,
+    /// (uid, size, where it goes), ascending UIDs.
+    done: Vec<(u32, usize, Disposition)>,
+}
+
+impl Batch<'_> {
+    /// File every processed message (or mark it in place), then record the
+    /// highest UID done.
+    async fn file(&mut self, session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>, folders: &Folders, filing: Filing) -> anyhow::Result<()> {
+        if self.done.is_empty() {
+            return Ok(());
+        }
+        let folder = self.folder;
+        for (disposition, target) in [(Disposition::Processed, &folders.processed), (Disposition::Quarantine, &folders.quarantine)] {
+            let group: Vec<(u32, usize)> = self.done.iter().filter(|d| d.2 == disposition).map(|d| (d.0, d.1)).collect();
+            if group.is_empty() {
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            let uids = uid_list(&group.iter().map(|g| g.0).collect::<Vec<_>>());
+            let filed = match filing {
+                Filing::InPlace => mark(session, &uids, false).await.map(|()| false),
+                Filing::Folders => file(session, caps, &uids, target, ctx).await,
+            };
+            match filed {
+                Ok(true) => group.iter().for_each(|&(uid, size)| info!(uid, size, "IMAP: message filed into {target:?}")),
+                Ok(false) => group.iter().for_each(|&(uid, size)| {
+                    info!(uid, size, "IMAP: message marked {PROCESSED_KEYWORD} in {folder:?} (not filed: the target folder is refused)")
+                }),
+                Err(e) if e.is_refusal() => {
+                    // Not even the keyword could be set: the messages come back
+                    // next cycle, and the pipeline knows them already.
+                    warn!(
+                        uids,
+                        "IMAP: marking {PROCESSED_KEYWORD} failed: {:#}; they stay in {folder:?} and are offered again on the next cycle",
+                        anyhow::Error::from(e)
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.last_uid = group.iter().map(|g| g.0).fold(self.last_uid, u32::max);
         }
-        last_uid = last_uid.max(uid);
-        ctx.store
-            .set_imap_sync(folder, uidvalidity, last_uid)
-            .await?;
+        self.done.clear();
+        ctx.store.set_imap_sync(folder, self.uidvalidity, self.last_uid).await?;
+        Ok(())
     }
-    Ok(Flow::Done)
 }
 
 /// Where a folder's scan starts, given the stored `(uidvalidity, last_uid)`.
@@ -969,31 +1010,31 @@ async fn fetch(session: &mut Session, uid: u32) -> Result<Option<Vec<u8>>, ImapE
     .await
 }
 
-/// File `uid` into `target`: `UID MOVE` (RFC 6851 §3), or without it `UID COPY`,
+/// File the UID set `uids` into `target`: `UID MOVE` (RFC 6851 §3), or without it `UID COPY`,
 /// the keyword [`PROCESSED_KEYWORD`] on the original and, with UIDPLUS, `UID
-/// EXPUNGE` of exactly that UID (RFC 4315 §2.1; a bare EXPUNGE would also remove
+/// EXPUNGE` of exactly those UIDs (RFC 4315 §2.1; a bare EXPUNGE would also remove
 /// whatever a person marked `\Deleted`). A refused MOVE or COPY (quota, rights)
 /// marks the message in place instead, logged once per episode. `Ok(true)` when
 /// filed, `Ok(false)` when marked in place.
 async fn file(
     session: &mut Session,
     caps: &ServerCaps,
-    uid: u32,
+    uids: &str,
     target: &str,
     ctx: &Ctx<'_>,
 ) -> Result<bool, ImapError> {
     let moved = if caps.mv {
         cmd(
-            &format!("UID MOVE {uid} {target:?}"),
+            &format!("UID MOVE {uids} {target:?}"),
             COMMAND_TIMEOUT,
-            session.uid_mv(uid.to_string(), target),
+            session.uid_mv(uids, target),
         )
         .await
     } else {
         cmd(
-            &format!("UID COPY {uid} {target:?}"),
+            &format!("UID COPY {uids} {target:?}"),
             COMMAND_TIMEOUT,
-            session.uid_copy(uid.to_string(), target),
+            session.uid_copy(uids, target),
         )
         .await
     };
@@ -1011,14 +1052,14 @@ async fn file(
                     None => {
                         trouble.filing = Some((Instant::now(), 1));
                         warn!(
-                            uid,
+                            uids,
                             "IMAP: filing into {target:?} refused: {:#}; the message is marked {PROCESSED_KEYWORD} where it is, and so is every other until filing works again",
                             anyhow::Error::from(e)
                         );
                     }
                 }
             }
-            mark(session, uid, false).await?;
+            mark(session, uids, false).await?;
             return Ok(false);
         }
         Err(e) => return Err(e),
@@ -1026,10 +1067,10 @@ async fn file(
     if caps.mv {
         return Ok(true);
     }
-    mark(session, uid, caps.uidplus).await?;
+    mark(session, uids, caps.uidplus).await?;
     if caps.uidplus {
-        cmd(&format!("UID EXPUNGE {uid}"), COMMAND_TIMEOUT, async {
-            let expunged = session.uid_expunge(uid.to_string()).await?;
+        cmd(&format!("UID EXPUNGE {uids}"), COMMAND_TIMEOUT, async {
+            let expunged = session.uid_expunge(uids).await?;
             expunged.try_collect::<Vec<_>>().await?;
             Ok::<_, ProtoError>(())
         })
@@ -1038,12 +1079,12 @@ async fn file(
     Ok(true)
 }
 
-/// Set [`PROCESSED_KEYWORD`] on `uid` (and `\Deleted` when it was copied and is
+/// Set [`PROCESSED_KEYWORD`] on the UID set `uids` (and `\Deleted` when it was copied and is
 /// about to be expunged by UID).
-async fn mark(session: &mut Session, uid: u32, deleted: bool) -> Result<(), ImapError> {
+async fn mark(session: &mut Session, uids: &str, deleted: bool) -> Result<(), ImapError> {
     let flags = if deleted { format!("{PROCESSED_KEYWORD} \\Deleted") } else { PROCESSED_KEYWORD.to_string() };
-    cmd(&format!("UID STORE {uid} +FLAGS ({flags})"), COMMAND_TIMEOUT, async {
-        let updates = session.uid_store(uid.to_string(), format!("+FLAGS.SILENT ({flags})")).await?;
+    cmd(&format!("UID STORE {uids} +FLAGS ({flags})"), COMMAND_TIMEOUT, async {
+        let updates = session.uid_store(uids, format!("+FLAGS.SILENT ({flags})")).await?;
         updates.try_collect::<Vec<_>>().await?;
         Ok::<_, ProtoError>(())
     })
