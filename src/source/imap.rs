@@ -826,39 +826,51 @@ async fn sync(
     // committed; a crash in between offers them again, which the pipeline
     // knows as duplicates.
     let mut batch = Batch { folder, uidvalidity, last_uid, done: Vec::new() };
-    for uid in uids {
+    for chunk in fetch_chunks(session, &uids).await? {
         if ctx.shutdown.is_cancelled() {
             batch.file(session, caps, ctx, folders, filing).await?;
             return Ok(Flow::Shutdown);
         }
-        let Some(raw) = fetch(session, uid).await? else {
-            debug!(uid, "IMAP: message vanished before it could be fetched");
-            continue;
-        };
-        let size = raw.len();
-        let handled = (ctx.handler)(raw).await;
-        ctx.progress.tick();
-        let disposition = match handled {
-            Ok(d) => d,
-            // The database refusing writes is logged once by the pipeline;
-            // the rest of the folder waits for the next cycle, not fetched
-            // again message by message meanwhile.
-            Err(err) if crate::store::is_transient(&err) => {
-                debug!(uid, "IMAP: store unavailable ({err:#}); the folder waits for the next cycle");
+        let started = Instant::now();
+        let fetched = fetch(session, &chunk).await?;
+        debug!(count = chunk.len(), took = ?started.elapsed(), "IMAP: messages fetched");
+        for (uid, raw) in chunk.iter().zip(fetched) {
+            let uid = *uid;
+            if ctx.shutdown.is_cancelled() {
                 batch.file(session, caps, ctx, folders, filing).await?;
-                return Ok(Flow::Done);
+                return Ok(Flow::Shutdown);
             }
-            Err(err) => {
-                warn!(
-                    uid,
-                    "IMAP: processing message failed: {err:#}; it stays in {folder:?} and is offered again on the next cycle"
-                );
+            let Some(raw) = raw else {
+                debug!(uid, "IMAP: message vanished before it could be fetched");
                 continue;
+            };
+            let size = raw.len();
+            let started = Instant::now();
+            let handled = (ctx.handler)(raw).await;
+            ctx.progress.tick();
+            debug!(uid, size, took = ?started.elapsed(), "IMAP: message handled");
+            let disposition = match handled {
+                Ok(d) => d,
+                // The database refusing writes is logged once by the pipeline;
+                // the rest of the folder waits for the next cycle, not fetched
+                // again message by message meanwhile.
+                Err(err) if crate::store::is_transient(&err) => {
+                    debug!(uid, "IMAP: store unavailable ({err:#}); the folder waits for the next cycle");
+                    batch.file(session, caps, ctx, folders, filing).await?;
+                    return Ok(Flow::Done);
+                }
+                Err(err) => {
+                    warn!(
+                        uid,
+                        "IMAP: processing message failed: {err:#}; it stays in {folder:?} and is offered again on the next cycle"
+                    );
+                    continue;
+                }
+            };
+            batch.done.push((uid, size, disposition));
+            if batch.done.len() >= FILE_BATCH {
+                batch.file(session, caps, ctx, folders, filing).await?;
             }
-        };
-        batch.done.push((uid, size, disposition));
-        if batch.done.len() >= FILE_BATCH {
-            batch.file(session, caps, ctx, folders, filing).await?;
         }
     }
     batch.file(session, caps, ctx, folders, filing).await?;
@@ -892,10 +904,12 @@ impl Batch<'_> {
                 continue;
             }
             let uids = uid_list(&group.iter().map(|g| g.0).collect::<Vec<_>>());
+            let started = Instant::now();
             let filed = match filing {
                 Filing::InPlace => mark(session, &uids, false).await.map(|()| false),
                 Filing::Folders => file(session, caps, &uids, target, ctx).await,
             };
+            debug!(count = group.len(), took = ?started.elapsed(), "IMAP: batch filed");
             match filed {
                 Ok(true) => group.iter().for_each(|&(uid, size)| info!(uid, size, "IMAP: message filed into {target:?}")),
                 Ok(false) => group.iter().for_each(|&(uid, size)| {
@@ -987,24 +1001,66 @@ fn uid_list(uids: &[u32]) -> String {
     out
 }
 
-/// The whole message `uid`, or `None` if it is gone. One message at a time and
-/// one copy of it in our hands: the client's response buffer is dropped as soon
-/// as the bytes are taken out.
-async fn fetch(session: &mut Session, uid: u32) -> Result<Option<Vec<u8>>, ImapError> {
+/// Most bytes fetched with one command (a larger message comes alone).
+const FETCH_BATCH_BYTES: u64 = 4 << 20;
+
+/// `uids` cut into the runs fetched with one command each: consecutive in
+/// order, at most [`FILE_BATCH`] messages and [`FETCH_BATCH_BYTES`] (as the
+/// server's RFC822.SIZE says) or one message. A single message needs no sizes.
+async fn fetch_chunks(session: &mut Session, uids: &[u32]) -> Result<Vec<Vec<u32>>, ImapError> {
+    if uids.len() <= 1 {
+        return Ok(uids.iter().map(|&u| vec![u]).collect());
+    }
+    let set = uid_list(uids);
+    let sizes: std::collections::HashMap<u32, u64> = cmd(&format!("UID FETCH {set} RFC822.SIZE"), FETCH_TIMEOUT, async {
+        let responses = session.uid_fetch(&set, "RFC822.SIZE").await?;
+        let all: Vec<_> = responses.try_collect().await?;
+        Ok::<_, ProtoError>(all.iter().filter_map(|f| Some((f.uid?, u64::from(f.size?)))).collect())
+    })
+    .await?;
+    let mut chunks: Vec<Vec<u32>> = Vec::new();
+    let mut bytes = 0;
+    for &uid in uids {
+        let size = sizes.get(&uid).copied().unwrap_or(FETCH_BATCH_BYTES);
+        match chunks.last_mut() {
+            Some(c) if c.len() < FILE_BATCH && bytes + size <= FETCH_BATCH_BYTES => {
+                c.push(uid);
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![uid]);
+                bytes = size;
+            }
+        }
+    }
+    Ok(chunks)
+}
+
+/// The whole messages `uids` (ascending), each `None` if it is gone, in one
+/// command. The client's response buffers are dropped as soon as the bytes
+/// are taken out.
+async fn fetch(session: &mut Session, uids: &[u32]) -> Result<Vec<Option<Vec<u8>>>, ImapError> {
+    let set = uid_list(uids);
     cmd(
-        &format!("UID FETCH {uid} BODY.PEEK[]"),
+        &format!("UID FETCH {set} BODY.PEEK[]"),
         FETCH_TIMEOUT,
         async {
-            let mut responses = session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?;
-            let mut body = None;
+            let mut responses = session.uid_fetch(&set, "BODY.PEEK[]").await?;
+            let mut bodies: Vec<Option<Vec<u8>>> = vec![None; uids.len()];
             // Drain to the tagged OK; unsolicited FETCHes (flag changes of other
             // messages) may be interleaved (RFC 3501 §7).
             while let Some(f) = responses.try_next().await? {
-                if body.is_none() && f.uid.is_none_or(|u| u == uid) {
-                    body = f.body().map(<[u8]>::to_vec);
+                // A response without its UID can only be the one message asked for.
+                let i = match f.uid {
+                    Some(u) => uids.iter().position(|&x| x == u),
+                    None => (uids.len() == 1).then_some(0),
+                };
+                let Some(i) = i else { continue };
+                if bodies[i].is_none() {
+                    bodies[i] = f.body().map(<[u8]>::to_vec);
                 }
             }
-            Ok::<_, ProtoError>(body)
+            Ok::<_, ProtoError>(bodies)
         },
     )
     .await
