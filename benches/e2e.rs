@@ -13,6 +13,8 @@
 //!   reporter's mailbox, split into the MTA trips, Dovecot's IDLE
 //!   notification delay (seen by a raw idling connection of our own on the
 //!   same mailbox) and secmail's own share;
+//! - **Maildir latency**: the same without an IMAP server: report file renamed
+//!   into `maildir/new/` → ack file in `outbox/` (benches/e2e/maildir.rs);
 //! - **memory**: secmail's peak RSS (VmHWM) over the drain, and over one 50 MB
 //!   report (peak reset through /proc/PID/clear_refs first).
 //!
@@ -30,6 +32,8 @@
 mod common;
 #[path = "../tests/world/mod.rs"]
 mod world;
+#[path = "e2e/maildir.rs"]
+mod maildir;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -481,6 +485,8 @@ async fn main() {
     let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-secmail.log");
     let _ = std::fs::copy(&log, &kept);
 
+    let md = maildir::latency(a.latency.min(50));
+
     // The servers' share of one report's latency: the report's trip and the
     // IDLE notification (what the probe's idler saw), then the ack's trip.
     let told = pct(&c.told, 0.5);
@@ -510,6 +516,10 @@ async fn main() {
             "  secmail's own share",
             format!("p50 {:.1} ms, p99 {:.1} ms (target p50 ≤ 50 ms)", pct(&ours, 0.5), pct(&ours, 0.99)),
         ),
+        (
+            "Maildir: report file → ack file (inotify)",
+            format!("p50 {:.1} ms, p99 {:.1} ms (target ≤ 50 ms)", pct(&md, 0.5), pct(&md, 0.99)),
+        ),
         ("peak RSS during the drain", format!("{:.1} MiB (target ≤ 64 MiB)", mib(d.hwm_kib))),
         ("peak RSS with a 50 MB report", big_text.clone()),
         ("timer wake-up, 100,000 cases", a.timer.clone()),
@@ -522,7 +532,7 @@ async fn main() {
     if let Some(path) = a.record {
         let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
         let row = format!(
-            "| {date} | {} | {:.0}/s | {:.0}/s | {:.0}% | {:.0} / {:.0} ms | {mta:.1} ms | {:.0} ms | {:.1} / {:.1} ms | {:.1} MiB | {big_text} | {} | {machine} | `{}` |\n",
+            "| {date} | {} | {:.0}/s | {:.0}/s | {:.0}% | {:.0} / {:.0} ms | {mta:.1} ms | {:.0} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} MiB | {big_text} | {} | {machine} | `{}` |\n",
             a.n,
             c.rate,
             d.rate,
@@ -532,6 +542,8 @@ async fn main() {
             pct(&idle_delay, 0.5),
             pct(&ours, 0.5),
             pct(&ours, 0.99),
+            pct(&md, 0.5),
+            pct(&md, 0.99),
             mib(d.hwm_kib),
             a.timer,
             a.command,
