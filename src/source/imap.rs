@@ -809,7 +809,7 @@ async fn sync(
         source: "the server sent no UIDVALIDITY (RFC 3501 §2.3.1.1)".into(),
     })?;
     let stored = ctx.store.imap_sync(folder).await?;
-    let mut last_uid = match resume(stored, uidvalidity) {
+    let last_uid = match resume(stored, uidvalidity) {
         Resume::Continue(last) => last,
         Resume::FirstVisit => {
             info!(folder = %folder, uidvalidity, "IMAP: first visit of this folder; scanning all of it");
@@ -835,63 +835,118 @@ async fn sync(
     let uids = search(session, &search_query(false)).await?;
     debug!(folder = %folder, count = uids.len(), "IMAP: messages to offer");
 
-    for uid in uids {
+    // Processed messages are filed a batch at a time (one MOVE per target
+    // folder: RFC 6851 takes a UID set), each only once its effects are
+    // committed; a crash in between offers them again, which the pipeline
+    // knows as duplicates.
+    let mut batch = Batch { folder, uidvalidity, last_uid, done: Vec::new() };
+    for chunk in fetch_chunks(session, &uids).await? {
         if ctx.shutdown.is_cancelled() {
+            batch.file(session, caps, ctx, folders, filing).await?;
             return Ok(Flow::Shutdown);
         }
-        let Some(raw) = fetch(session, uid).await? else {
-            debug!(uid, "IMAP: message vanished before it could be fetched");
-            continue;
-        };
-        let size = raw.len();
-        let handled = (ctx.handler)(raw).await;
-        ctx.progress.tick();
-        let disposition = match handled {
-            Ok(d) => d,
-            // The database refusing writes is logged once by the pipeline;
-            // the rest of the folder waits for the next cycle, not fetched
-            // again message by message meanwhile.
-            Err(err) if crate::store::is_transient(&err) => {
-                debug!(uid, "IMAP: store unavailable ({err:#}); the folder waits for the next cycle");
-                return Ok(Flow::Done);
+        let started = Instant::now();
+        let fetched = fetch(session, &chunk).await?;
+        debug!(count = chunk.len(), took = ?started.elapsed(), "IMAP: messages fetched");
+        for (uid, raw) in chunk.iter().zip(fetched) {
+            let uid = *uid;
+            if ctx.shutdown.is_cancelled() {
+                batch.file(session, caps, ctx, folders, filing).await?;
+                return Ok(Flow::Shutdown);
             }
-            Err(err) => {
-                warn!(
-                    uid,
-                    "IMAP: processing message failed: {err:#}; it stays in {folder:?} and is offered again on the next cycle"
-                );
+            let Some(raw) = raw else {
+                debug!(uid, "IMAP: message vanished before it could be fetched");
                 continue;
+            };
+            let size = raw.len();
+            let started = Instant::now();
+            let handled = (ctx.handler)(raw).await;
+            ctx.progress.tick();
+            debug!(uid, size, took = ?started.elapsed(), "IMAP: message handled");
+            let disposition = match handled {
+                Ok(d) => d,
+                // The database refusing writes is logged once by the pipeline;
+                // the rest of the folder waits for the next cycle, not fetched
+                // again message by message meanwhile.
+                Err(err) if crate::store::is_transient(&err) => {
+                    debug!(uid, "IMAP: store unavailable ({err:#}); the folder waits for the next cycle");
+                    batch.file(session, caps, ctx, folders, filing).await?;
+                    return Ok(Flow::Done);
+                }
+                Err(err) => {
+                    warn!(
+                        uid,
+                        "IMAP: processing message failed: {err:#}; it stays in {folder:?} and is offered again on the next cycle"
+                    );
+                    continue;
+                }
+            };
+            batch.done.push((uid, size, disposition));
+            if batch.done.len() >= FILE_BATCH {
+                batch.file(session, caps, ctx, folders, filing).await?;
             }
-        };
-        let target = match disposition {
-            Disposition::Processed => &folders.processed,
-            Disposition::Quarantine => &folders.quarantine,
-        };
-        let filed = match filing {
-            Filing::InPlace => mark(session, uid, false).await.map(|()| false),
-            Filing::Folders => file(session, caps, uid, target, ctx).await,
-        };
-        match filed {
-            Ok(true) => info!(uid, size, "IMAP: message filed into {target:?}"),
-            Ok(false) => info!(uid, size, "IMAP: message marked {PROCESSED_KEYWORD} in {folder:?} (not filed: the target folder is refused)"),
-            Err(e) if e.is_refusal() => {
-                // Not even the keyword could be set: the message comes back
-                // next cycle, and the pipeline knows it already.
-                warn!(
-                    uid,
-                    "IMAP: marking {PROCESSED_KEYWORD} failed: {:#}; it stays in {folder:?} and is offered again on the next cycle",
-                    anyhow::Error::from(e)
-                );
-                continue;
-            }
-            Err(e) => return Err(e.into()),
         }
-        last_uid = last_uid.max(uid);
-        ctx.store
-            .set_imap_sync(folder, uidvalidity, last_uid)
-            .await?;
     }
+    batch.file(session, caps, ctx, folders, filing).await?;
     Ok(Flow::Done)
+}
+
+/// Most processed messages that wait for their filing (a flood is filed
+/// with one command per this many, a single report at once).
+const FILE_BATCH: usize = 32;
+
+/// Messages processed and not yet filed, and how far the folder is done.
+struct Batch<'a> {
+    folder: &'a str,
+    uidvalidity: u32,
+    last_uid: u32,
+    /// (uid, size, where it goes), ascending UIDs.
+    done: Vec<(u32, usize, Disposition)>,
+}
+
+impl Batch<'_> {
+    /// File every processed message (or mark it in place), then record the
+    /// highest UID done.
+    async fn file(&mut self, session: &mut Session, caps: &ServerCaps, ctx: &Ctx<'_>, folders: &Folders, filing: Filing) -> anyhow::Result<()> {
+        if self.done.is_empty() {
+            return Ok(());
+        }
+        let folder = self.folder;
+        for (disposition, target) in [(Disposition::Processed, &folders.processed), (Disposition::Quarantine, &folders.quarantine)] {
+            let group: Vec<(u32, usize)> = self.done.iter().filter(|d| d.2 == disposition).map(|d| (d.0, d.1)).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let uids = uid_list(&group.iter().map(|g| g.0).collect::<Vec<_>>());
+            let started = Instant::now();
+            let filed = match filing {
+                Filing::InPlace => mark(session, &uids, false).await.map(|()| false),
+                Filing::Folders => file(session, caps, &uids, target, ctx).await,
+            };
+            debug!(count = group.len(), took = ?started.elapsed(), "IMAP: batch filed");
+            match filed {
+                Ok(true) => group.iter().for_each(|&(uid, size)| info!(uid, size, "IMAP: message filed into {target:?}")),
+                Ok(false) => group.iter().for_each(|&(uid, size)| {
+                    info!(uid, size, "IMAP: message marked {PROCESSED_KEYWORD} in {folder:?} (not filed: the target folder is refused)")
+                }),
+                Err(e) if e.is_refusal() => {
+                    // Not even the keyword could be set: the messages come back
+                    // next cycle, and the pipeline knows them already.
+                    warn!(
+                        uids,
+                        "IMAP: marking {PROCESSED_KEYWORD} failed: {:#}; they stay in {folder:?} and are offered again on the next cycle",
+                        anyhow::Error::from(e)
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.last_uid = group.iter().map(|g| g.0).fold(self.last_uid, u32::max);
+        }
+        self.done.clear();
+        ctx.store.set_imap_sync(folder, self.uidvalidity, self.last_uid).await?;
+        Ok(())
+    }
 }
 
 /// Where a folder's scan starts, given the stored `(uidvalidity, last_uid)`.
@@ -960,54 +1015,96 @@ fn uid_list(uids: &[u32]) -> String {
     out
 }
 
-/// The whole message `uid`, or `None` if it is gone. One message at a time and
-/// one copy of it in our hands: the client's response buffer is dropped as soon
-/// as the bytes are taken out.
-async fn fetch(session: &mut Session, uid: u32) -> Result<Option<Vec<u8>>, ImapError> {
+/// Most bytes fetched with one command (a larger message comes alone).
+const FETCH_BATCH_BYTES: u64 = 4 << 20;
+
+/// `uids` cut into the runs fetched with one command each: consecutive in
+/// order, at most [`FILE_BATCH`] messages and [`FETCH_BATCH_BYTES`] (as the
+/// server's RFC822.SIZE says) or one message. A single message needs no sizes.
+async fn fetch_chunks(session: &mut Session, uids: &[u32]) -> Result<Vec<Vec<u32>>, ImapError> {
+    if uids.len() <= 1 {
+        return Ok(uids.iter().map(|&u| vec![u]).collect());
+    }
+    let set = uid_list(uids);
+    let sizes: std::collections::HashMap<u32, u64> = cmd(&format!("UID FETCH {set} RFC822.SIZE"), FETCH_TIMEOUT, async {
+        let responses = session.uid_fetch(&set, "RFC822.SIZE").await?;
+        let all: Vec<_> = responses.try_collect().await?;
+        Ok::<_, ProtoError>(all.iter().filter_map(|f| Some((f.uid?, u64::from(f.size?)))).collect())
+    })
+    .await?;
+    let mut chunks: Vec<Vec<u32>> = Vec::new();
+    let mut bytes = 0;
+    for &uid in uids {
+        let size = sizes.get(&uid).copied().unwrap_or(FETCH_BATCH_BYTES);
+        match chunks.last_mut() {
+            Some(c) if c.len() < FILE_BATCH && bytes + size <= FETCH_BATCH_BYTES => {
+                c.push(uid);
+                bytes += size;
+            }
+            _ => {
+                chunks.push(vec![uid]);
+                bytes = size;
+            }
+        }
+    }
+    Ok(chunks)
+}
+
+/// The whole messages `uids` (ascending), each `None` if it is gone, in one
+/// command. The client's response buffers are dropped as soon as the bytes
+/// are taken out.
+async fn fetch(session: &mut Session, uids: &[u32]) -> Result<Vec<Option<Vec<u8>>>, ImapError> {
+    let set = uid_list(uids);
     cmd(
-        &format!("UID FETCH {uid} BODY.PEEK[]"),
+        &format!("UID FETCH {set} BODY.PEEK[]"),
         FETCH_TIMEOUT,
         async {
-            let mut responses = session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?;
-            let mut body = None;
+            let mut responses = session.uid_fetch(&set, "BODY.PEEK[]").await?;
+            let mut bodies: Vec<Option<Vec<u8>>> = vec![None; uids.len()];
             // Drain to the tagged OK; unsolicited FETCHes (flag changes of other
             // messages) may be interleaved (RFC 3501 §7).
             while let Some(f) = responses.try_next().await? {
-                if body.is_none() && f.uid.is_none_or(|u| u == uid) {
-                    body = f.body().map(<[u8]>::to_vec);
+                // A response without its UID can only be the one message asked for.
+                let i = match f.uid {
+                    Some(u) => uids.iter().position(|&x| x == u),
+                    None => (uids.len() == 1).then_some(0),
+                };
+                let Some(i) = i else { continue };
+                if bodies[i].is_none() {
+                    bodies[i] = f.body().map(<[u8]>::to_vec);
                 }
             }
-            Ok::<_, ProtoError>(body)
+            Ok::<_, ProtoError>(bodies)
         },
     )
     .await
 }
 
-/// File `uid` into `target`: `UID MOVE` (RFC 6851 §3), or without it `UID COPY`,
+/// File the UID set `uids` into `target`: `UID MOVE` (RFC 6851 §3), or without it `UID COPY`,
 /// the keyword [`PROCESSED_KEYWORD`] on the original and, with UIDPLUS, `UID
-/// EXPUNGE` of exactly that UID (RFC 4315 §2.1; a bare EXPUNGE would also remove
+/// EXPUNGE` of exactly those UIDs (RFC 4315 §2.1; a bare EXPUNGE would also remove
 /// whatever a person marked `\Deleted`). A refused MOVE or COPY (quota, rights)
 /// marks the message in place instead, logged once per episode. `Ok(true)` when
 /// filed, `Ok(false)` when marked in place.
 async fn file(
     session: &mut Session,
     caps: &ServerCaps,
-    uid: u32,
+    uids: &str,
     target: &str,
     ctx: &Ctx<'_>,
 ) -> Result<bool, ImapError> {
     let moved = if caps.mv {
         cmd(
-            &format!("UID MOVE {uid} {target:?}"),
+            &format!("UID MOVE {uids} {target:?}"),
             COMMAND_TIMEOUT,
-            session.uid_mv(uid.to_string(), target),
+            session.uid_mv(uids, target),
         )
         .await
     } else {
         cmd(
-            &format!("UID COPY {uid} {target:?}"),
+            &format!("UID COPY {uids} {target:?}"),
             COMMAND_TIMEOUT,
-            session.uid_copy(uid.to_string(), target),
+            session.uid_copy(uids, target),
         )
         .await
     };
@@ -1025,14 +1122,14 @@ async fn file(
                     None => {
                         trouble.filing = Some((Instant::now(), 1));
                         warn!(
-                            uid,
+                            uids,
                             "IMAP: filing into {target:?} refused: {:#}; the message is marked {PROCESSED_KEYWORD} where it is, and so is every other until filing works again",
                             anyhow::Error::from(e)
                         );
                     }
                 }
             }
-            mark(session, uid, false).await?;
+            mark(session, uids, false).await?;
             return Ok(false);
         }
         Err(e) => return Err(e),
@@ -1040,10 +1137,10 @@ async fn file(
     if caps.mv {
         return Ok(true);
     }
-    mark(session, uid, caps.uidplus).await?;
+    mark(session, uids, caps.uidplus).await?;
     if caps.uidplus {
-        cmd(&format!("UID EXPUNGE {uid}"), COMMAND_TIMEOUT, async {
-            let expunged = session.uid_expunge(uid.to_string()).await?;
+        cmd(&format!("UID EXPUNGE {uids}"), COMMAND_TIMEOUT, async {
+            let expunged = session.uid_expunge(uids).await?;
             expunged.try_collect::<Vec<_>>().await?;
             Ok::<_, ProtoError>(())
         })
@@ -1052,12 +1149,12 @@ async fn file(
     Ok(true)
 }
 
-/// Set [`PROCESSED_KEYWORD`] on `uid` (and `\Deleted` when it was copied and is
+/// Set [`PROCESSED_KEYWORD`] on the UID set `uids` (and `\Deleted` when it was copied and is
 /// about to be expunged by UID).
-async fn mark(session: &mut Session, uid: u32, deleted: bool) -> Result<(), ImapError> {
+async fn mark(session: &mut Session, uids: &str, deleted: bool) -> Result<(), ImapError> {
     let flags = if deleted { format!("{PROCESSED_KEYWORD} \\Deleted") } else { PROCESSED_KEYWORD.to_string() };
-    cmd(&format!("UID STORE {uid} +FLAGS ({flags})"), COMMAND_TIMEOUT, async {
-        let updates = session.uid_store(uid.to_string(), format!("+FLAGS.SILENT ({flags})")).await?;
+    cmd(&format!("UID STORE {uids} +FLAGS ({flags})"), COMMAND_TIMEOUT, async {
+        let updates = session.uid_store(uids, format!("+FLAGS.SILENT ({flags})")).await?;
         updates.try_collect::<Vec<_>>().await?;
         Ok::<_, ProtoError>(())
     })
