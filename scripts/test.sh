@@ -9,7 +9,10 @@ bash scripts/install-deps.sh
 trap 'bash tests/harness/servers.sh stop >/dev/null 2>&1 || true' EXIT
 bash tests/harness/servers.sh start
 cargo build --locked --all-targets
-cargo test --locked --all-targets --no-fail-fast -- --nocapture 2>&1 | tee target/test-output.log | grep -vE '^\s*$' | grep -E '^(test |running|\[measure\]|\[bench\]|SKIPPED|failures|---- |thread|test result|error)' || true
+# Into a file, not a pipe: a process a failed test left behind could hold a
+# pipe open, and the run would wait for it for ever.
+cargo test --locked --all-targets --no-fail-fast -- --nocapture > target/test-output.log 2>&1 || true
+grep -vE '^\s*$' target/test-output.log | grep -E '^(test |running|\[measure\]|\[bench\]|SKIPPED|failures|---- |thread|test result|error)' || true
 # The pipeline above hides cargo's exit status; take it from the log.
 if grep -qE '^test result: FAILED|^error(\[|:)' target/test-output.log; then
     echo "tests FAILED; full output in target/test-output.log" >&2
