@@ -118,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
         Notice::NewCase,
         Notice::FollowUp,
         Notice::Flagged(format!("subject tag from {}", msg.from.as_deref().unwrap_or(""))),
-        Notice::UnverifiedTeamMail,
+        Notice::UnverifiedTeamMail("not signed".into()),
     ];
     let notice = &notices[usize::from(sel >> 1) % notices.len()];
     let n = compose::team_notice(cfg, &case, &msg, &content, notice, "coordinator@localhost", None, "n.1@localhost".into(), now)

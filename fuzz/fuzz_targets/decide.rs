@@ -8,16 +8,17 @@
 //!
 //! Invariants: no panic; `decide` returns a non-empty list; an `Ack` goes only to
 //! the message's reply address and only when `compose::check_address` accepts
-//! it, never for own/automatic mail or new spam; `case_subject` is one tagged line.
+//! it, never for own/automatic mail, new spam, a forged sender or one of our
+//! own addresses; `case_subject` is one tagged line.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use secmail::case::{self, Action, Context, KnownCase};
+use secmail::case::{self, Action, Context, KnownCase, TeamStatus};
 use secmail::config::Config;
 use secmail::mail::{self, ParseLimits};
-use secmail::spam::{SpamFilter, SpamInput};
+use secmail::spam::SpamFilter;
 use secmail::compose;
 
 struct Env {
@@ -55,28 +56,29 @@ fuzz_target!(|data: &[u8]| {
     };
     let id = i64::from(ctl[1]) - 8;
     let tag = mail::subject_tag(&msg.subject, prefix);
-    let known = |id: i64| KnownCase { id, reporter: reporter.clone() };
+    const STATES: [&str; 4] = ["new", "triaged", "waiting-on-reporter", "closed"];
+    let known = |id: i64| KnownCase { id, reporter: reporter.clone(), state: STATES[usize::from(ctl[2] >> 6)].to_string() };
     let by_reference = (flags & 1 != 0).then(|| known(id));
     let by_tag = if flags & 2 != 0 { tag.or(Some(id)).map(known) } else { None };
 
-    let verdict = env.filter.judge(&SpamInput {
-        subject: Some(&msg.subject),
-        x_spam_flag: &msg.x_spam_flag,
-        x_spam_status: &msg.x_spam_status,
-        authentication_results: &msg.authentication_results,
-        encrypted: msg.encrypted,
-        on_existing_case: by_reference.is_some() || by_tag.is_some(),
-    });
+    let mut input = secmail::daemon::spam_input(&msg, &env.cfg.mailbox);
+    input.on_existing_case = by_reference.is_some() || by_tag.is_some();
+    let verdict = env.filter.judge(&input);
     assert!(verdict.score.is_finite(), "spam score {}", verdict.score);
 
     let ctx = Context {
         by_reference,
         by_tag,
         own_message: flags & 4 != 0 && flags & 0x80 != 0,
-        sender_is_team: flags & 8 != 0,
+        team: if flags & 8 != 0 { TeamStatus::Refused { why: "not signed".into(), member: None } } else { TeamStatus::NotTeam },
+        alert_to: vec!["coordinator@example.org".into()],
+        team_addresses: vec!["member@example.org".into()],
         auto_replies_last_hour: u32::from(ctl[2] & 7),
         auto_reply_limit: u32::from(ctl[3] & 7),
         spam: verdict.spam || flags & 0x40 != 0,
+        forged_from: msg.from.as_deref().is_some_and(|f| env.cfg.mailbox.is_ours(f)),
+        unauthenticated: verdict.unauthenticated.clone().or_else(|| (flags & 0x20 != 0).then(|| "DMARC fails".into())),
+        reply_refused: msg.reply_address().and_then(|a| env.cfg.mailbox.never_send_to(a)),
     };
     let actions = case::decide(&msg, &ctx);
     assert!(!actions.is_empty(), "decide returned no action for {ctx:?}");
@@ -88,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(msg.automatic.is_none(), "Ack on automatic mail: {:?}", msg.automatic);
             assert!(ctx.by_reference.is_none() && ctx.by_tag.is_none(), "Ack on an existing case");
             assert!(!ctx.spam, "Ack on spam");
+            assert!(!ctx.forged_from && ctx.unauthenticated.is_none() && ctx.reply_refused.is_none(), "Ack to a forged or refused sender: {ctx:?}");
         }
     }
 
